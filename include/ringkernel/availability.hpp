@@ -1,0 +1,40 @@
+// ringkernel/availability.hpp — which backends exist in this process, and why not.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ringkernel/error.hpp"
+#include "ringkernel/runtime.hpp"
+
+namespace ringkernel {
+
+struct BackendAvailability {
+  Backend backend = Backend::Cpu;
+  bool available = false;
+  std::string device;  ///< device name when available
+  std::string reason;  ///< why not, when unavailable (a sentence a user can act on)
+};
+
+/// One entry per backend (Cpu, Cuda, Vulkan, Metal), in that order.
+std::vector<BackendAvailability> availability();
+BackendAvailability availability(Backend b);
+bool is_available(Backend b);
+
+namespace detail {
+/// A backend built as a separate library (CUDA, Vulkan) registers itself here when a
+/// program links it; the core library never links a GPU API.
+struct BackendPlugin {
+  Backend backend;
+  BackendAvailability (*probe)(std::uint32_t device_index);
+  Result<std::unique_ptr<RingKernelRuntime>> (*create)(std::uint32_t device_index);
+  /// Optional page-locked host allocation (cudaHostAlloc); null = not offered.
+  void* (*host_alloc)(std::size_t bytes);
+  void (*host_free)(void* p);
+};
+void register_backend_plugin(const BackendPlugin* plugin) noexcept;
+const BackendPlugin* find_backend_plugin(Backend b) noexcept;
+}  // namespace detail
+
+}  // namespace ringkernel

@@ -1,0 +1,175 @@
+// ringkernel/detail/cpu_program.hpp — how the CPU backend runs a handler (implementation
+// detail; included by registry.hpp because the per-handler loop is a template).
+//
+// A CPU kernel is one OS thread running a persistent loop (src/cpu/cpu_runtime.cpp). For
+// each batch it dequeues, it makes one virtual call into CpuProgramT<H>::process(), whose
+// loop over the batch's messages is compiled for H: no indirect call per message. In actor
+// mode with block_size > 1, the block's threads run as fibers on that OS thread
+// (src/cpu/fiber.cpp), so barriers and warp collectives behave as on a GPU.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+#include "ringkernel/context.hpp"
+#include "ringkernel/control.hpp"
+#include "ringkernel/hlc.hpp"
+#include "ringkernel/message.hpp"
+#include "ringkernel/queue.hpp"
+#include "ringkernel/telemetry.hpp"
+
+namespace ringkernel::detail {
+
+class FiberTeam;
+
+/// Per-kernel execution state of the CPU backend (the kernel thread owns it).
+struct CpuExec {
+  // Set up by the runtime before the kernel thread starts.
+  std::uint32_t slot = 0;
+  std::uint32_t block_dim = 1;
+  std::uint32_t grid_dim = 1;
+  KernelMode mode = KernelMode::Actor;
+  ControlBlock* control = nullptr;
+  TelemetryBuffer* telemetry = nullptr;
+  std::byte* state = nullptr;
+  std::byte* shared = nullptr;
+  std::uint32_t shared_size = 0;
+  FiberTeam* team = nullptr;  // actor mode with block_dim > 1
+  HlcClock* clock = nullptr;  // the kernel's own clock
+
+  // Kernel-thread state.
+  std::uint64_t processed = 0;
+  std::uint64_t dropped = 0;
+  std::uint64_t k2k_sent = 0;
+  std::uint64_t latency_total = 0;
+  std::uint64_t latency_min = ~std::uint64_t{0};
+  std::uint64_t latency_max = 0;
+  std::uint32_t fault = 0;          // DeviceError or handler code; non-zero stops the loop
+  bool terminate_requested = false;
+  void* runtime_private = nullptr;  // src/cpu: routes, output endpoint, doorbells
+
+  /// Sends a response (or forwards) to the host output ring; waits for room while the
+  /// kernel is alive. False when the kernel is stopping (message counted as dropped).
+  bool emit(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr) noexcept;
+  /// Runs fn(arg, thread) on every fiber of the team until all return.
+  void run_team(void (*fn)(void*, std::uint32_t), void* arg) noexcept;
+  /// Counts a processed message and its latency (µs from its HLC stamp).
+  void record(const HlcTimestamp& stamp) noexcept {
+    ++processed;
+    const std::uint64_t now = hlc::wall_clock_us();
+    const std::uint64_t lat = now > stamp.physical ? now - stamp.physical : 0;
+    latency_total += lat;
+    if (lat < latency_min) latency_min = lat;
+    if (lat > latency_max) latency_max = lat;
+  }
+};
+
+/// One batch of input slots for a program.
+struct CpuBatch {
+  const std::byte* const* slots;
+  const std::uint32_t* sources;  // 0 = host, else sender slot + 1
+  std::uint32_t count;
+};
+
+class CpuProgram {
+ public:
+  virtual ~CpuProgram() = default;
+  virtual std::uint32_t state_size() const noexcept = 0;
+  virtual std::uint32_t state_align() const noexcept = 0;
+  virtual void init_state(std::byte* state) const noexcept = 0;
+  /// Handles every message of the batch; invalid slots are counted as dropped.
+  virtual void process(CpuExec& e, const CpuBatch& batch) noexcept = 0;
+};
+
+template <class H>
+class CpuProgramT final : public CpuProgram {
+  using Traits = HandlerTraits<H>;
+  using Req = typename Traits::Request;
+  using Resp = typename Traits::Response;
+  using State = typename Traits::State;
+
+  struct TeamCall {
+    const H* handler;
+    CpuExec* exec;
+    State* state;
+    const Req* req;
+    Resp* resp;
+    bool emit;
+    const Envelope* env;
+    std::uint32_t source;
+  };
+
+  static RingContext make_ctx(CpuExec& e, std::uint32_t thread, std::uint32_t block) noexcept {
+    RingContext ctx(RingContext::Init{thread, block, e.block_dim, e.grid_dim, e.slot, e.mode, e.shared, e.shared_size});
+    ctx.cpu_ = &e;
+    return ctx;
+  }
+
+  static void team_entry(void* arg, std::uint32_t thread) noexcept {
+    auto& c = *static_cast<TeamCall*>(arg);
+    RingContext ctx = make_ctx(*c.exec, thread, 0);
+    ctx.set_message(c.env->timestamp, c.env->correlation_id, c.source, 0);
+    Resp local{};
+    const bool emit = Traits::invoke(*c.handler, ctx, *c.state, *c.req, thread == 0 ? *c.resp : local);
+    if (thread == 0) c.emit = emit;
+  }
+
+ public:
+  std::uint32_t state_size() const noexcept override { return sizeof(State); }
+  std::uint32_t state_align() const noexcept override { return alignof(State); }
+  void init_state(std::byte* state) const noexcept override {
+    const State s = Traits::initial_state();
+    std::memcpy(state, &s, sizeof s);
+  }
+
+  void process(CpuExec& e, const CpuBatch& batch) noexcept override {
+    State& state = *std::launder(reinterpret_cast<State*>(e.state));
+    for (std::uint32_t i = 0; i < batch.count && e.fault == 0; ++i) {
+      const std::byte* slot = batch.slots[i];
+      Envelope env;
+      std::memcpy(&env, slot, sizeof env);
+      if (env.type_id != type_id_v<Req> || env.payload_size != sizeof(Req)) {
+        ++e.dropped;  // validated on the host side too; a K2K sender may still mismatch
+        continue;
+      }
+      Req req;
+      std::memcpy(&req, slot + sizeof(Envelope), sizeof(Req));
+      if (auto merged = e.clock->update(env.timestamp); !merged) {
+        ++e.dropped;  // stamp beyond the skew bound: not trusted
+        continue;
+      }
+      Resp resp{};
+      bool emit = false;
+      if (e.mode == KernelMode::Actor && e.team != nullptr) {
+        TeamCall call{&handler_, &e, &state, &req, &resp, false, &env, batch.sources[i]};
+        e.run_team(&team_entry, &call);
+        emit = call.emit;
+      } else {
+        // Actor mode with one thread, or parallel mode: message i goes to thread
+        // (i mod block) of block (i / block mod grid), one message per thread.
+        const std::uint32_t lane = e.mode == KernelMode::Parallel ? i % e.block_dim : 0;
+        const std::uint32_t block = e.mode == KernelMode::Parallel ? (i / e.block_dim) % e.grid_dim : 0;
+        RingContext ctx = make_ctx(e, lane, block);
+        ctx.set_message(env.timestamp, env.correlation_id, batch.sources[i], i);
+        emit = Traits::invoke(handler_, ctx, state, req, resp);
+      }
+      if (e.fault != 0) break;
+      e.record(env.timestamp);
+      if constexpr (Traits::has_response) {
+        if (emit && !e.emit(type_id_v<Resp>, &resp, sizeof(Resp), env.correlation_id)) break;
+      }
+    }
+  }
+
+ private:
+  H handler_{};
+};
+
+template <class H>
+CpuProgram* make_cpu_program() {
+  return new CpuProgramT<H>();
+}
+
+}  // namespace ringkernel::detail

@@ -1,0 +1,471 @@
+// ringkernel/queue.hpp — lock-free message queues.
+//
+// The single ring algorithm of the library: a bounded single-producer / single-consumer
+// ring with power-of-two capacity and monotonically increasing 64-bit positions (no ABA,
+// no wrap handling: 2^64 messages outlast any run). Each side writes only its own index
+// and keeps a cached copy of the other side's index, refreshing it (acquire) only when the
+// cache says "full" / "empty" — the design of rigtorp/SPSCQueue and of Lamport's ring with
+// the "FastForward"-style cached peer. Producer and consumer indices live on separate
+// 128-byte lines so neither side's writes invalidate the other's line.
+//
+// The same code serves three placements, chosen by the Scope parameter:
+//   host <-> host     (any memory, Scope::System == std::atomic_ref on the host)
+//   host <-> device   (mapped pinned memory, Scope::System)
+//   device <-> device (device memory, Scope::Device)
+// No read-modify-write atomics are shared between producer and consumer, so the ring is
+// correct across PCIe, where CPU<->GPU RMW atomics are not atomic.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <span>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+#include "ringkernel/atomics.hpp"
+#include "ringkernel/config.hpp"
+#include "ringkernel/error.hpp"
+
+namespace ringkernel {
+
+/// Shared indices of one ring (256 bytes). Producer-owned words on the first 128-byte
+/// line, consumer-owned words on the second.
+struct alignas(kIndexAlign) RingIndices {
+  // -- producer line --
+  std::uint64_t tail;             ///< next position to write; published with release
+  std::uint64_t dropped;          ///< messages the producer discarded under a drop policy
+  std::uint32_t producer_closed;  ///< 1 = the producer will write no more
+  std::uint8_t pad0[kIndexAlign - 20];
+  // -- consumer line --
+  std::uint64_t head;             ///< next position to read; published with release
+  std::uint64_t max_depth;        ///< largest depth the consumer has observed
+  std::uint32_t consumer_closed;  ///< 1 = the consumer is gone; producers get Closed
+  std::uint8_t pad1[kIndexAlign - 20];
+};
+static_assert(sizeof(RingIndices) == 2 * kIndexAlign);
+static_assert(offsetof(RingIndices, head) == kIndexAlign);
+
+/// Counters of one queue. enqueued/dequeued are the ring positions themselves.
+struct QueueStats {
+  std::uint64_t enqueued = 0;
+  std::uint64_t dequeued = 0;
+  std::uint64_t dropped = 0;
+  std::uint64_t depth = 0;      ///< enqueued - dequeued when read (racy snapshot)
+  std::uint64_t max_depth = 0;  ///< largest depth the consumer observed
+};
+
+/// Where a ring lives: indices plus `capacity` slots of `slot_size` bytes each.
+/// Plain data, copied to whichever side builds an endpoint from it.
+struct RingView {
+  RingIndices* indices = nullptr;
+  std::byte* slots = nullptr;
+  std::uint32_t capacity = 0;   ///< power of two
+  std::uint32_t slot_size = 0;  ///< bytes per slot, multiple of 16
+
+  RK_HOST_DEVICE std::byte* slot(std::uint64_t pos) const noexcept {
+    return slots + (pos & (capacity - 1)) * std::uint64_t{slot_size};
+  }
+  /// Racy snapshot of the queue's counters (any thread, any side).
+  QueueStats stats() const noexcept;
+};
+
+RK_HOST_DEVICE constexpr bool is_power_of_two(std::uint64_t v) noexcept { return v && !(v & (v - 1)); }
+
+/// Producer endpoint. One instance, used by one thread (the leader thread on a device).
+template <Scope S = Scope::System>
+class RingProducer {
+ public:
+  RingProducer() = default;
+  RK_HOST_DEVICE explicit RingProducer(const RingView& v) noexcept
+      : view_(v), tail_(load_relaxed<S>(&v.indices->tail)), head_cache_(load_acquire<S>(&v.indices->head)) {}
+
+  /// Up to `want` free slots, refreshing the cached consumer index only when the cache
+  /// says there are fewer. Never blocks.
+  RK_HOST_DEVICE std::uint32_t reserve(std::uint32_t want) noexcept {
+    std::uint64_t free = view_.capacity - (tail_ - head_cache_);
+    if (free < want) {
+      head_cache_ = load_acquire<S>(&view_.indices->head);  // pairs with consumer release()
+      free = view_.capacity - (tail_ - head_cache_);
+    }
+    return static_cast<std::uint32_t>(free < want ? free : want);
+  }
+  /// Slot `i` of the current reservation.
+  RK_HOST_DEVICE std::byte* slot(std::uint32_t i) const noexcept { return view_.slot(tail_ + i); }
+  /// Makes the next `n` reserved slots visible to the consumer (one release store).
+  RK_HOST_DEVICE void publish(std::uint32_t n) noexcept {
+    tail_ += n;
+    store_release<S>(&view_.indices->tail, tail_);  // pairs with RingConsumer::available()
+  }
+  /// Copy one slot's bytes in and publish it.
+  RK_HOST_DEVICE Status try_push_bytes(const void* bytes, std::uint32_t n) noexcept {
+    if (n > view_.slot_size) return Status::TooLarge;
+    if (reserve(1) == 0) return closed() ? Status::Closed : Status::QueueFull;
+    std::memcpy(slot(0), bytes, n);
+    publish(1);
+    return Status::Ok;
+  }
+  /// A drop under an explicit policy: counted where every reader can see it.
+  RK_HOST_DEVICE void count_drop(std::uint64_t n = 1) noexcept {
+    dropped_ += n;
+    store_relaxed(&view_.indices->dropped, dropped_);
+  }
+  RK_HOST_DEVICE bool closed() const noexcept {
+    return load_acquire<S>(&view_.indices->consumer_closed) != 0;
+  }
+  RK_HOST_DEVICE void close() noexcept { store_release<S>(&view_.indices->producer_closed, 1u); }
+  RK_HOST_DEVICE std::uint64_t position() const noexcept { return tail_; }
+  RK_HOST_DEVICE const RingView& view() const noexcept { return view_; }
+  RK_HOST_DEVICE std::uint32_t slot_size() const noexcept { return view_.slot_size; }
+
+ private:
+  RingView view_{};
+  std::uint64_t tail_ = 0;        // own index (only this producer writes it)
+  std::uint64_t head_cache_ = 0;  // cached consumer index
+  std::uint64_t dropped_ = 0;
+};
+
+/// Consumer endpoint. One instance, used by one thread.
+template <Scope S = Scope::System>
+class RingConsumer {
+ public:
+  RingConsumer() = default;
+  RK_HOST_DEVICE explicit RingConsumer(const RingView& v) noexcept
+      : view_(v), head_(load_relaxed<S>(&v.indices->head)), tail_cache_(load_acquire<S>(&v.indices->tail)) {}
+
+  /// Up to `want` readable slots, refreshing the cached producer index only when needed.
+  RK_HOST_DEVICE std::uint32_t available(std::uint32_t want) noexcept {
+    std::uint64_t ready = tail_cache_ - head_;
+    if (ready < want) {
+      tail_cache_ = load_acquire<S>(&view_.indices->tail);  // pairs with RingProducer::publish()
+      ready = tail_cache_ - head_;
+      if (ready > max_depth_) {
+        max_depth_ = ready;
+        store_relaxed(&view_.indices->max_depth, max_depth_);
+      }
+    }
+    return static_cast<std::uint32_t>(ready < want ? ready : want);
+  }
+  RK_HOST_DEVICE const std::byte* slot(std::uint32_t i) const noexcept { return view_.slot(head_ + i); }
+  /// Returns `n` slots to the producer (one release store).
+  RK_HOST_DEVICE void release(std::uint32_t n) noexcept {
+    head_ += n;
+    store_release<S>(&view_.indices->head, head_);  // pairs with RingProducer::reserve()
+  }
+  RK_HOST_DEVICE void close() noexcept { store_release<S>(&view_.indices->consumer_closed, 1u); }
+  RK_HOST_DEVICE bool producer_closed() const noexcept {
+    return load_acquire<S>(&view_.indices->producer_closed) != 0;
+  }
+  RK_HOST_DEVICE std::uint64_t position() const noexcept { return head_; }
+  /// Depth as last observed (no memory traffic).
+  RK_HOST_DEVICE std::uint64_t cached_depth() const noexcept { return tail_cache_ - head_; }
+  RK_HOST_DEVICE const RingView& view() const noexcept { return view_; }
+
+ private:
+  RingView view_{};
+  std::uint64_t head_ = 0;        // own index
+  std::uint64_t tail_cache_ = 0;  // cached producer index
+  std::uint64_t max_depth_ = 0;
+};
+
+inline QueueStats RingView::stats() const noexcept {
+  QueueStats s;
+  s.dequeued = load_acquire(&indices->head);
+  s.enqueued = load_acquire(&indices->tail);
+  s.dropped = load_relaxed(&indices->dropped);
+  s.max_depth = load_relaxed(&indices->max_depth);
+  s.depth = s.enqueued >= s.dequeued ? s.enqueued - s.dequeued : 0;
+  return s;
+}
+
+// =========================================================================================
+// Host-side typed queues
+// =========================================================================================
+
+namespace detail {
+/// Spin, then yield, then sleep with a growing step until `ready()` or the deadline.
+template <class Ready>
+bool wait_until(Ready&& ready, std::chrono::steady_clock::time_point deadline) {
+  for (int i = 0; i < 256; ++i) {
+    if (ready()) return true;
+  }
+  auto step = std::chrono::microseconds(1);
+  for (int i = 0;; ++i) {
+    if (ready()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return ready();
+    if (i < 64) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(step);
+      step = std::min<std::chrono::microseconds>(step * 2, std::chrono::microseconds(200));
+    }
+  }
+}
+
+/// Aligned storage that is released with the matching aligned delete.
+struct AlignedDelete {
+  std::align_val_t align;
+  void operator()(std::byte* p) const noexcept { ::operator delete[](p, align); }
+};
+using AlignedBytes = std::unique_ptr<std::byte[], AlignedDelete>;
+inline AlignedBytes make_aligned_bytes(std::size_t n, std::size_t align) {
+  auto* p = static_cast<std::byte*>(::operator new[](n, std::align_val_t(align)));
+  std::memset(p, 0, n);
+  return AlignedBytes(p, AlignedDelete{std::align_val_t(align)});
+}
+}  // namespace detail
+
+/// Bounded SPSC queue of T between two host threads. T may be any nothrow-movable type;
+/// elements still queued are destroyed with the queue. One thread pushes, one pops.
+template <class T>
+class SpscQueue {
+  static_assert(std::is_nothrow_move_constructible_v<T>, "SpscQueue<T> needs a nothrow move");
+
+ public:
+  /// `capacity` is rounded up to a power of two (at least 2).
+  explicit SpscQueue(std::size_t capacity) {
+    std::size_t cap = 2;
+    while (cap < capacity) cap <<= 1;
+    indices_ = detail::make_aligned_bytes(sizeof(RingIndices), kIndexAlign);
+    storage_ = detail::make_aligned_bytes(cap * sizeof(T), std::max<std::size_t>(alignof(T), 64));
+    view_.indices = reinterpret_cast<RingIndices*>(indices_.get());
+    view_.slots = storage_.get();
+    view_.capacity = static_cast<std::uint32_t>(cap);
+    view_.slot_size = sizeof(T);
+    producer_ = RingProducer<>(view_);
+    consumer_ = RingConsumer<>(view_);
+  }
+  SpscQueue(const SpscQueue&) = delete;
+  SpscQueue& operator=(const SpscQueue&) = delete;
+  ~SpscQueue() {
+    if constexpr (!std::is_trivially_destructible_v<T>) {
+      for (std::uint32_t n; (n = consumer_.available(64)) != 0; consumer_.release(n))
+        for (std::uint32_t i = 0; i < n; ++i) at(consumer_.slot(i))->~T();
+    }
+  }
+
+  // -- producer thread ------------------------------------------------------------------
+  template <class... Args>
+  Status try_emplace(Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args...>) {
+    if (producer_.reserve(1) == 0) return Status::QueueFull;
+    ::new (static_cast<void*>(producer_.slot(0))) T(std::forward<Args>(args)...);
+    producer_.publish(1);
+    return Status::Ok;
+  }
+  Status try_push(const T& v) noexcept(std::is_nothrow_copy_constructible_v<T>) { return try_emplace(v); }
+  Status try_push(T&& v) noexcept { return try_emplace(std::move(v)); }
+  /// Pushes as many of `items` as fit, publishing once. Returns how many were pushed.
+  std::size_t try_push_batch(std::span<const T> items) noexcept(std::is_nothrow_copy_constructible_v<T>) {
+    const std::uint32_t n = producer_.reserve(static_cast<std::uint32_t>(std::min<std::size_t>(items.size(), view_.capacity)));
+    for (std::uint32_t i = 0; i < n; ++i) ::new (static_cast<void*>(producer_.slot(i))) T(items[i]);
+    if (n) producer_.publish(n);
+    return n;
+  }
+  /// Under a drop policy: push, or count the message as dropped when full.
+  Status push_or_drop(const T& v) noexcept {
+    const Status s = try_push(v);
+    if (s == Status::QueueFull) producer_.count_drop();
+    return s;
+  }
+  /// Blocks until there is room or `timeout` passes (Status::Timeout; nothing written).
+  Status push(const T& v, std::chrono::nanoseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    if (!detail::wait_until([&] { return producer_.reserve(1) != 0; }, deadline)) return Status::Timeout;
+    return try_push(v);
+  }
+
+  // -- consumer thread ------------------------------------------------------------------
+  Status try_pop(T& out) noexcept {
+    if (consumer_.available(1) == 0) return Status::QueueEmpty;
+    T* p = at(consumer_.slot(0));
+    out = std::move(*p);
+    p->~T();
+    consumer_.release(1);
+    return Status::Ok;
+  }
+  /// Pops up to out.size() elements, releasing the slots once. Returns how many.
+  std::size_t try_pop_batch(std::span<T> out) noexcept {
+    const std::uint32_t n = consumer_.available(static_cast<std::uint32_t>(std::min<std::size_t>(out.size(), view_.capacity)));
+    for (std::uint32_t i = 0; i < n; ++i) {
+      T* p = at(consumer_.slot(i));
+      out[i] = std::move(*p);
+      p->~T();
+    }
+    if (n) consumer_.release(n);
+    return n;
+  }
+  /// Blocks until an element arrives or `timeout` passes (Status::Timeout).
+  Status pop(T& out, std::chrono::nanoseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    if (!detail::wait_until([&] { return consumer_.available(1) != 0; }, deadline)) return Status::Timeout;
+    return try_pop(out);
+  }
+
+  // -- any thread -----------------------------------------------------------------------
+  QueueStats stats() const noexcept { return view_.stats(); }
+  std::size_t capacity() const noexcept { return view_.capacity; }
+  std::size_t size_guess() const noexcept { return stats().depth; }
+
+ private:
+  static T* at(const std::byte* p) noexcept { return std::launder(reinterpret_cast<T*>(const_cast<std::byte*>(p))); }
+  detail::AlignedBytes indices_;
+  detail::AlignedBytes storage_;
+  RingView view_{};
+  alignas(kIndexAlign) RingProducer<> producer_;  // touched by the producer thread only
+  alignas(kIndexAlign) RingConsumer<> consumer_;  // touched by the consumer thread only
+};
+
+/// Bounded multi-producer / single-consumer queue of T between host threads: per-slot
+/// sequence numbers (D. Vyukov's bounded MPMC queue, restricted to one consumer).
+/// Producers claim a position with one fetch_add-free CAS loop; host threads only.
+template <class T>
+class MpscQueue {
+  static_assert(std::is_nothrow_move_constructible_v<T>, "MpscQueue<T> needs a nothrow move");
+  struct alignas(64) Cell {
+    std::atomic<std::uint64_t> seq;
+    alignas(alignof(T)) std::byte storage[sizeof(T)];
+  };
+
+ public:
+  explicit MpscQueue(std::size_t capacity) {
+    std::size_t cap = 2;
+    while (cap < capacity) cap <<= 1;
+    mask_ = cap - 1;
+    cells_ = std::unique_ptr<Cell[]>(new Cell[cap]);
+    for (std::size_t i = 0; i < cap; ++i) cells_[i].seq.store(i, std::memory_order_relaxed);
+  }
+  MpscQueue(const MpscQueue&) = delete;
+  MpscQueue& operator=(const MpscQueue&) = delete;
+  ~MpscQueue() {
+    T tmp;
+    if constexpr (std::is_default_constructible_v<T>)
+      while (try_pop(tmp) == Status::Ok) {
+      }
+  }
+
+  /// Any thread. Never blocks; QueueFull when no slot is free.
+  template <class U>
+  Status try_push(U&& v) noexcept {
+    std::uint64_t pos = tail_.load(std::memory_order_relaxed);
+    for (;;) {
+      Cell& c = cells_[pos & mask_];
+      const std::uint64_t seq = c.seq.load(std::memory_order_acquire);  // pairs with try_pop's release
+      const auto diff = static_cast<std::int64_t>(seq) - static_cast<std::int64_t>(pos);
+      if (diff == 0) {
+        if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          ::new (static_cast<void*>(c.storage)) T(std::forward<U>(v));
+          c.seq.store(pos + 1, std::memory_order_release);  // pairs with try_pop's acquire
+          enqueued_.fetch_add(1, std::memory_order_relaxed);
+          return Status::Ok;
+        }
+      } else if (diff < 0) {
+        return Status::QueueFull;
+      } else {
+        pos = tail_.load(std::memory_order_relaxed);
+      }
+    }
+  }
+  template <class U>
+  Status push_or_drop(U&& v) noexcept {
+    const Status s = try_push(std::forward<U>(v));
+    if (s == Status::QueueFull) dropped_.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+  Status push(const T& v, std::chrono::nanoseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    Status s = Status::QueueFull;
+    detail::wait_until([&] { return (s = try_push(v)) != Status::QueueFull; }, deadline);
+    return s == Status::QueueFull ? Status::Timeout : s;
+  }
+
+  /// The single consumer thread.
+  Status try_pop(T& out) noexcept {
+    Cell& c = cells_[head_ & mask_];
+    const std::uint64_t seq = c.seq.load(std::memory_order_acquire);  // pairs with try_push's release
+    if (seq != head_ + 1) return Status::QueueEmpty;
+    T* p = std::launder(reinterpret_cast<T*>(c.storage));
+    out = std::move(*p);
+    p->~T();
+    c.seq.store(head_ + mask_ + 1, std::memory_order_release);  // frees the cell for lap+1
+    ++head_;
+    dequeued_.store(head_, std::memory_order_relaxed);
+    const std::uint64_t depth = enqueued_.load(std::memory_order_relaxed) - head_ + 1;
+    if (depth > max_depth_.load(std::memory_order_relaxed)) max_depth_.store(depth, std::memory_order_relaxed);
+    return Status::Ok;
+  }
+  std::size_t try_pop_batch(std::span<T> out) noexcept {
+    std::size_t n = 0;
+    while (n < out.size() && try_pop(out[n]) == Status::Ok) ++n;
+    return n;
+  }
+  Status pop(T& out, std::chrono::nanoseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    Status s = Status::QueueEmpty;
+    detail::wait_until([&] { return (s = try_pop(out)) == Status::Ok; }, deadline);
+    return s == Status::Ok ? s : Status::Timeout;
+  }
+
+  QueueStats stats() const noexcept {
+    QueueStats s;
+    s.enqueued = enqueued_.load(std::memory_order_relaxed);
+    s.dequeued = dequeued_.load(std::memory_order_relaxed);
+    s.dropped = dropped_.load(std::memory_order_relaxed);
+    s.depth = s.enqueued >= s.dequeued ? s.enqueued - s.dequeued : 0;
+    s.max_depth = max_depth_.load(std::memory_order_relaxed);
+    return s;
+  }
+  std::size_t capacity() const noexcept { return mask_ + 1; }
+
+ private:
+  std::unique_ptr<Cell[]> cells_;
+  std::size_t mask_ = 0;
+  alignas(kIndexAlign) std::atomic<std::uint64_t> tail_{0};
+  std::atomic<std::uint64_t> enqueued_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+  alignas(kIndexAlign) std::uint64_t head_ = 0;
+  std::atomic<std::uint64_t> dequeued_{0};
+  std::atomic<std::uint64_t> max_depth_{0};
+};
+
+// =========================================================================================
+// MessageQueue: the backend-agnostic interface to a queue of whole messages (envelope +
+// payload bytes), as the seed's MessageQueue trait. Ring endpoints above are what the
+// kernels use on their hot path; this interface is for code that holds "some queue".
+// =========================================================================================
+class MessageQueue {
+ public:
+  virtual ~MessageQueue() = default;
+  /// Copies one message (envelope followed by payload) into the queue.
+  virtual Status try_enqueue(std::span<const std::byte> message) noexcept = 0;
+  /// Copies the oldest message into `out`; `size` receives its length.
+  virtual Status try_dequeue(std::span<std::byte> out, std::size_t& size) noexcept = 0;
+  virtual QueueStats stats() const noexcept = 0;
+  virtual std::size_t capacity() const noexcept = 0;
+  virtual std::size_t max_message_size() const noexcept = 0;
+};
+
+/// A MessageQueue over one SPSC ring in host memory (one producer thread, one consumer).
+class SpscMessageQueue final : public MessageQueue {
+ public:
+  SpscMessageQueue(std::size_t capacity, std::size_t max_message_size);
+  Status try_enqueue(std::span<const std::byte> message) noexcept override;
+  Status try_dequeue(std::span<std::byte> out, std::size_t& size) noexcept override;
+  QueueStats stats() const noexcept override { return view_.stats(); }
+  std::size_t capacity() const noexcept override { return view_.capacity; }
+  std::size_t max_message_size() const noexcept override { return view_.slot_size - sizeof(std::uint32_t) * 4; }
+
+ private:
+  detail::AlignedBytes indices_;
+  detail::AlignedBytes storage_;
+  RingView view_{};
+  alignas(kIndexAlign) RingProducer<> producer_;
+  alignas(kIndexAlign) RingConsumer<> consumer_;
+};
+
+}  // namespace ringkernel

@@ -1,0 +1,400 @@
+// ringkernel/runtime.hpp — the runtime API: RingKernel (facade), its builder, launch
+// options, kernel handles, lifecycle states, and the RingKernelRuntime interface each
+// backend implements.
+//
+// Lifecycle:  Created -> Launched -> Active <-> Deactivated -> Terminating -> Terminated
+// (launch() returns a Launched kernel, or an Active one with auto_activate). Any other
+// transition is ErrorCode::InvalidState. terminate() is allowed from every live state.
+//
+// Threading: a KernelHandle may be used from any thread. Sends from several threads are
+// serialised by a spin lock on the handle's producer (uncontended cost: one CAS); receives
+// likewise on the consumer. For the highest rate use the batch calls from one thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ringkernel/control.hpp"
+#include "ringkernel/error.hpp"
+#include "ringkernel/hlc.hpp"
+#include "ringkernel/message.hpp"
+#include "ringkernel/queue.hpp"
+#include "ringkernel/telemetry.hpp"
+#include "ringkernel/types.hpp"
+
+namespace ringkernel {
+
+using namespace std::chrono_literals;
+using Duration = std::chrono::nanoseconds;
+
+enum class Backend : std::uint8_t {
+  Auto,    ///< CUDA if a device and a CUDA build of the kernel exist, else Vulkan, else CPU
+  Cpu,     ///< always available
+  Cuda,    ///< NVIDIA GPUs (built when the CUDA toolkit is found)
+  Vulkan,  ///< any Vulkan 1.2 compute device
+  Metal,   ///< not supported by this C++ library: always unavailable, with the reason
+};
+const char* to_string(Backend b) noexcept;
+
+enum class KernelState : std::uint8_t { Created, Launched, Active, Deactivated, Terminating, Terminated };
+const char* to_string(KernelState s) noexcept;
+
+/// Where K2K messages arriving at a kernel go.
+enum class K2KDelivery : std::uint8_t {
+  Handler,  ///< each inbound K2K message of the kernel's request type invokes the handler
+  Pull,     ///< kept in the K2K inbox; the handler pulls them with ctx.k2k_try_receive
+};
+
+/// Options of one launch (defaults as in the seed).
+struct LaunchOptions {
+  KernelMode mode = KernelMode::Actor;
+  std::uint32_t grid_size = 1;              ///< blocks (parallel mode: lanes of work)
+  std::uint32_t block_size = 256;           ///< threads per block
+  std::uint32_t input_queue_capacity = 1024;   ///< host->kernel slots (power of two)
+  std::uint32_t output_queue_capacity = 1024;  ///< kernel->host slots (power of two)
+  std::uint32_t shared_memory_size = 0;     ///< bytes of block scratch (ctx.shared_memory())
+  bool auto_activate = true;
+  bool cooperative = false;                 ///< CUDA: cooperative launch (grid.sync allowed)
+  bool enable_k2k = false;                  ///< the kernel may send/receive K2K messages
+  std::uint64_t tenant_id = 0;              ///< K2K sends across tenants are rejected
+  K2KDelivery k2k_delivery = K2KDelivery::Handler;
+  std::uint32_t k2k_queue_capacity = 1024;  ///< per-route ring capacity
+  std::string kernel_id;                    ///< handle id; empty = the registered name
+};
+
+/// Unique kernel identifier (the name given at launch).
+struct KernelId {
+  std::string value;
+  friend bool operator==(const KernelId&, const KernelId&) = default;
+  const std::string& str() const noexcept { return value; }
+};
+
+/// State plus counters of one kernel.
+struct KernelStatus {
+  KernelId id;
+  KernelState state = KernelState::Created;
+  Backend backend = Backend::Cpu;
+  KernelMode mode = KernelMode::Actor;
+  std::uint64_t messages_processed = 0;
+  std::uint64_t messages_dropped = 0;
+  std::uint64_t input_depth = 0;
+  std::uint64_t output_depth = 0;
+  DeviceError last_error = DeviceError::None;
+  HlcTimestamp hlc{};
+};
+
+/// Everything measurable about one kernel.
+struct KernelMetrics {
+  TelemetrySnapshot telemetry;
+  QueueStats input;
+  QueueStats output;
+  std::uint64_t invalid_messages_rejected = 0;  ///< send_bytes() inputs refused
+  std::uint64_t k2k_dead_letters = 0;
+  std::uint64_t k2k_tenant_rejections = 0;
+};
+
+namespace detail {
+
+/// A one-word futex-style doorbell: the sleeper re-checks its condition after announcing
+/// itself, the ringer rings only when someone announced (Dekker-style, seq_cst).
+class Doorbell {
+ public:
+  /// Ringer side: call after publishing work.
+  void ring() noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with wait()'s fence
+    if (sleepers_.load(std::memory_order_relaxed) != 0) wake();
+  }
+  /// Sleeper side: returns when `ready()` holds, the doorbell rang, or timeout passed.
+  template <class Ready>
+  void wait(Ready&& ready, Duration timeout) {
+    sleepers_.fetch_add(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with ring()'s fence
+    const std::uint32_t seq = seq_.load(std::memory_order_relaxed);
+    if (!ready()) sleep(seq, timeout);
+    sleepers_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  void wake() noexcept;
+
+ private:
+  void sleep(std::uint32_t seq, Duration timeout) noexcept;
+  std::atomic<std::uint32_t> seq_{0};
+  std::atomic<std::uint32_t> sleepers_{0};
+};
+
+/// Test-and-test-and-set spin lock for the handle's producer / consumer.
+class SpinLock {
+ public:
+  void lock() noexcept {
+    while (flag_.exchange(true, std::memory_order_acquire))
+      while (flag_.load(std::memory_order_relaxed)) {
+      }
+  }
+  bool try_lock() noexcept { return !flag_.exchange(true, std::memory_order_acquire); }
+  void unlock() noexcept { flag_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> flag_{false};
+};
+
+/// The per-kernel operations a backend implements (not on the message path).
+class KernelBackend {
+ public:
+  virtual ~KernelBackend() = default;
+  /// Makes the kernel run (persistent loop started, state initialised).
+  virtual Result<void> start() = 0;
+  /// Asks the loop to leave; returns once it has, or Timeout.
+  virtual Result<void> stop(Duration timeout) = 0;
+  /// Called while the host waits on a queue: an error if the kernel died.
+  virtual Result<void> check_health() = 0;
+  /// K2K counters of this kernel as a sender: dead letters and cross-tenant rejections.
+  virtual void k2k_counters(std::uint64_t& dead_letters, std::uint64_t& tenant_rejections) const noexcept = 0;
+};
+
+class RuntimeCore;
+
+/// Host-side state of one launched kernel. Owned by its KernelHandle.
+class KernelCore {
+ public:
+  KernelCore() = default;
+  KernelCore(const KernelCore&) = delete;
+  KernelCore& operator=(const KernelCore&) = delete;
+  ~KernelCore();
+
+  // -- identity and description (constant after launch) --
+  KernelId id;
+  std::string registered_name;
+  Backend backend = Backend::Cpu;
+  LaunchOptions options;
+  std::uint32_t slot = 0;  ///< numeric kernel id (K2K address)
+  TypeId request_type = 0, response_type = 0;
+  std::uint32_t request_size = 0, response_size = 0;
+
+  // -- shared with the kernel --
+  RingView input{};
+  RingView output{};
+  ControlBlock* control = nullptr;
+  TelemetryBuffer* telemetry = nullptr;
+  Doorbell* kernel_doorbell = nullptr;  ///< CPU backend: wakes a parked kernel
+  Doorbell* host_doorbell = nullptr;    ///< CPU backend: the kernel rings it after publishing
+
+  // -- host endpoints --
+  SpinLock send_lock;
+  RingProducer<> producer;
+  SpinLock recv_lock;
+  RingConsumer<> consumer;
+  std::deque<std::vector<std::byte>> stash;  ///< responses set aside by call(); recv_lock
+
+  std::atomic<KernelState> state{KernelState::Created};
+  std::atomic<std::uint64_t> invalid_rejected{0};
+  std::mutex lifecycle_mutex;
+  std::unique_ptr<KernelBackend> impl;
+  RuntimeCore* runtime = nullptr;  ///< null once the runtime has shut down
+  HlcClock* host_clock = nullptr;
+
+  // -- data path (non-template parts live in src/core/kernel.cpp) --
+  Status try_send_raw(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,
+                      Priority prio) noexcept;
+  std::size_t try_send_batch_raw(TypeId type, const std::byte* payloads, std::uint32_t size,
+                                 std::size_t count) noexcept;
+  Status try_receive_raw(TypeId type, void* out, std::uint32_t size, Envelope* env) noexcept;
+  std::size_t try_receive_batch_raw(TypeId type, std::byte* out, std::uint32_t size, std::size_t count) noexcept;
+  /// Checks a send is allowed (state, type, size); Ok or the error.
+  Result<void> check_send(TypeId type, std::uint32_t size) const;
+  Result<void> check_receive(TypeId type, std::uint32_t size) const;
+  Result<void> wait_send(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,
+                         Priority prio, Duration timeout);
+  Result<void> wait_receive(TypeId type, void* out, std::uint32_t size, Duration timeout, Envelope* env);
+  Result<std::size_t> wait_send_batch(TypeId type, const std::byte* payloads, std::uint32_t size,
+                                      std::size_t count, Duration timeout);
+  Result<std::size_t> wait_receive_batch(TypeId type, std::byte* out, std::uint32_t size, std::size_t count,
+                                         Duration timeout);
+  Result<void> call_raw(TypeId req_type, const void* req, std::uint32_t req_size, TypeId resp_type,
+                        void* resp, std::uint32_t resp_size, Duration timeout);
+  Result<void> send_bytes(std::span<const std::byte> bytes, Duration timeout);
+  /// Error describing why the kernel cannot take messages now (terminated, faulted).
+  Error dead_error() const;
+};
+
+}  // namespace detail
+
+/// Handle to a launched kernel: the owner of it. Destroying the handle terminates the
+/// kernel (bounded by 5 s; a failure is ignored and logged to stderr). Move-only.
+class KernelHandle {
+ public:
+  static constexpr Duration kDefaultTimeout = std::chrono::seconds(5);
+
+  KernelHandle() = default;
+  explicit KernelHandle(std::unique_ptr<detail::KernelCore> core) noexcept : core_(std::move(core)) {}
+  KernelHandle(KernelHandle&&) noexcept = default;
+  KernelHandle& operator=(KernelHandle&&) noexcept;
+  ~KernelHandle();
+
+  bool valid() const noexcept { return core_ != nullptr; }
+  const KernelId& id() const noexcept { return core_->id; }
+  /// Numeric id: the K2K address of this kernel.
+  std::uint32_t slot() const noexcept { return core_->slot; }
+  Backend backend() const noexcept { return core_->backend; }
+  KernelState state() const noexcept { return core_->state.load(std::memory_order_acquire); }
+  const LaunchOptions& options() const noexcept { return core_->options; }
+
+  // -- lifecycle ------------------------------------------------------------------------
+  Result<void> activate();
+  Result<void> deactivate();
+  /// Stops the kernel and waits (bounded) for it; queued messages are discarded.
+  Result<void> terminate(Duration timeout = kDefaultTimeout);
+  /// Waits until the kernel has terminated (by terminate() elsewhere, or by itself).
+  Result<void> wait(Duration timeout = kDefaultTimeout);
+  KernelStatus status() const;
+  KernelMetrics metrics() const;
+
+  // -- sending --------------------------------------------------------------------------
+  /// Never blocks: QueueFull is backpressure, nothing was written.
+  template <RingMessage T>
+  Status try_send(const T& msg) noexcept {
+    return core_->try_send_raw(type_id_v<T>, &msg, sizeof(T), 0, Priority::Normal);
+  }
+  /// Waits up to `timeout` for room; errors: KernelTerminated, KernelFaulted,
+  /// UnknownMessageType, PayloadTooLarge, QueueFull (timeout).
+  template <RingMessage T>
+  Result<void> send(const T& msg, Duration timeout = kDefaultTimeout) {
+    return core_->wait_send(type_id_v<T>, &msg, sizeof(T), 0, Priority::Normal, timeout);
+  }
+  /// As many as fit now, published at once; returns how many were sent.
+  template <RingMessage T>
+  std::size_t try_send_batch(std::span<const T> msgs) noexcept {
+    return core_->try_send_batch_raw(type_id_v<T>, reinterpret_cast<const std::byte*>(msgs.data()),
+                                     sizeof(T), msgs.size());
+  }
+  /// All of `msgs`, waiting for room up to `timeout`; returns how many were sent.
+  template <RingMessage T>
+  Result<std::size_t> send_batch(std::span<const T> msgs, Duration timeout = kDefaultTimeout) {
+    return core_->wait_send_batch(type_id_v<T>, reinterpret_cast<const std::byte*>(msgs.data()), sizeof(T),
+                                  msgs.size(), timeout);
+  }
+  /// A serialized message (MessageHeader + payload), validated before it is queued.
+  Result<void> send_bytes(std::span<const std::byte> bytes, Duration timeout = kDefaultTimeout) {
+    return core_->send_bytes(bytes, timeout);
+  }
+
+  // -- receiving ------------------------------------------------------------------------
+  template <RingMessage T>
+  Status try_receive(T& out) noexcept {
+    return core_->try_receive_raw(type_id_v<T>, &out, sizeof(T), nullptr);
+  }
+  /// Waits up to `timeout`; errors: Timeout, KernelFaulted, KernelTerminated (and nothing
+  /// left to read), UnknownMessageType.
+  template <RingMessage T>
+  Result<T> receive(Duration timeout = kDefaultTimeout) {
+    T out;
+    auto r = core_->wait_receive(type_id_v<T>, &out, sizeof(T), timeout, nullptr);
+    if (!r) return r.error();
+    return out;
+  }
+  template <RingMessage T>
+  std::size_t try_receive_batch(std::span<T> out) noexcept {
+    return core_->try_receive_batch_raw(type_id_v<T>, reinterpret_cast<std::byte*>(out.data()), sizeof(T),
+                                        out.size());
+  }
+  /// Waits up to `timeout` for at least one message, then takes what is there (≤ size).
+  template <RingMessage T>
+  Result<std::size_t> receive_batch(std::span<T> out, Duration timeout = kDefaultTimeout) {
+    return core_->wait_receive_batch(type_id_v<T>, reinterpret_cast<std::byte*>(out.data()), sizeof(T),
+                                     out.size(), timeout);
+  }
+
+  /// Request/response: sends `req` with a fresh correlation id and waits for the response
+  /// carrying it. Other responses that arrive meanwhile are kept for receive().
+  template <RingMessage Resp, RingMessage Req>
+  Result<Resp> call(const Req& req, Duration timeout = kDefaultTimeout) {
+    Resp out;
+    auto r = core_->call_raw(type_id_v<Req>, &req, sizeof(Req), type_id_v<Resp>, &out, sizeof(Resp), timeout);
+    if (!r) return r.error();
+    return out;
+  }
+
+  /// The host-side state (for backends and tools; not needed by applications).
+  detail::KernelCore* core_ptr() const noexcept { return core_.get(); }
+
+ private:
+  std::unique_ptr<detail::KernelCore> core_;
+};
+
+/// Backend-agnostic runtime: what each backend implements (the seed's RingKernelRuntime).
+class RingKernelRuntime {
+ public:
+  virtual ~RingKernelRuntime() = default;
+  virtual Backend backend() const noexcept = 0;
+  /// Creates the backend part of a kernel (queues, state, persistent loop not yet running).
+  virtual Result<std::unique_ptr<detail::KernelBackend>> create(detail::KernelCore& core) = 0;
+  /// Creates the K2K route from -> to (both kernels of this runtime, enable_k2k, same tenant).
+  virtual Result<void> connect(detail::KernelCore& from, detail::KernelCore& to) = 0;
+  /// Forgets a kernel that is being destroyed (its routes, its directory entry).
+  virtual void forget(detail::KernelCore& core) noexcept = 0;
+  /// Human-readable description of the device ("CPU (2 threads)", "NVIDIA H100 …").
+  virtual std::string device_name() const = 0;
+};
+
+class RingKernelBuilder;
+
+/// The runtime facade: owns a backend, launches kernels, connects K2K routes.
+class RingKernel {
+ public:
+  static RingKernelBuilder builder();
+
+  RingKernel(RingKernel&&) noexcept;
+  RingKernel& operator=(RingKernel&&) noexcept;
+  ~RingKernel();  ///< terminates every kernel still running
+
+  Backend backend() const noexcept;
+  std::string device_name() const;
+
+  /// Launches the kernel registered under `name`. Errors: UnknownKernel (with the list of
+  /// registered names), BackendUnavailable (no build of that kernel for this backend),
+  /// InvalidArgument (options), KernelExists (kernel_id in use), LaunchFailed.
+  Result<KernelHandle> launch(std::string_view name, const LaunchOptions& options = {});
+
+  /// Creates a K2K route from `from` to `to` (both launched with enable_k2k on this
+  /// runtime). FIFO per route; capacity from the sender's k2k_queue_capacity.
+  Result<void> connect(const KernelHandle& from, const KernelHandle& to);
+
+  /// Ids of the kernels currently launched.
+  std::vector<KernelId> kernels() const;
+
+  /// The runtime's host clock (stamps host sends, merges kernel stamps on receive).
+  HlcClock& clock() noexcept;
+
+  /// Terminates every kernel (bounded by `timeout` each).
+  Result<void> shutdown(Duration timeout = KernelHandle::kDefaultTimeout);
+
+ private:
+  friend class RingKernelBuilder;
+  explicit RingKernel(std::unique_ptr<detail::RuntimeCore> core) noexcept;
+  std::unique_ptr<detail::RuntimeCore> core_;
+};
+
+class RingKernelBuilder {
+ public:
+  RingKernelBuilder& backend(Backend b) noexcept { backend_ = b; return *this; }
+  RingKernelBuilder& device_index(std::uint32_t i) noexcept { device_index_ = i; return *this; }
+  /// HLC node id of the runtime's clock (default: derived from the process id).
+  RingKernelBuilder& node_id(std::uint64_t id) noexcept { node_id_ = id; return *this; }
+  RingKernelBuilder& max_clock_skew(std::chrono::microseconds s) noexcept { max_skew_ = s; return *this; }
+  /// Creates the runtime. Backend::Auto picks CUDA, then Vulkan, then the CPU.
+  Result<RingKernel> build();
+
+ private:
+  Backend backend_ = Backend::Auto;
+  std::uint32_t device_index_ = 0;
+  std::uint64_t node_id_ = 0;
+  std::chrono::microseconds max_skew_{HlcClock::kDefaultMaxSkewUs};
+};
+
+}  // namespace ringkernel

@@ -1,0 +1,496 @@
+// KernelCore data path and KernelHandle: the host side of every backend's queues.
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "ringkernel/runtime.hpp"
+#include "runtime_core.hpp"
+
+namespace ringkernel {
+
+const char* to_string(Backend b) noexcept {
+  switch (b) {
+    case Backend::Auto: return "auto";
+    case Backend::Cpu: return "cpu";
+    case Backend::Cuda: return "cuda";
+    case Backend::Vulkan: return "vulkan";
+    case Backend::Metal: return "metal";
+  }
+  return "?";
+}
+
+const char* to_string(KernelState s) noexcept {
+  switch (s) {
+    case KernelState::Created: return "created";
+    case KernelState::Launched: return "launched";
+    case KernelState::Active: return "active";
+    case KernelState::Deactivated: return "deactivated";
+    case KernelState::Terminating: return "terminating";
+    case KernelState::Terminated: return "terminated";
+  }
+  return "?";
+}
+
+namespace detail {
+
+namespace {
+bool accepts_messages(KernelState s) noexcept {
+  return s == KernelState::Launched || s == KernelState::Active || s == KernelState::Deactivated;
+}
+constexpr Duration kHealthInterval = std::chrono::milliseconds(1);
+
+/// Spin briefly, then yield, then sleep in growing steps: the waiting policy of blocking
+/// host calls on backends without a doorbell.
+class Backoff {
+ public:
+  void pause() {
+    if (n_ < 2048) {
+      ++n_;
+    } else if (n_ < 2048 + 64) {
+      ++n_;
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(step_);
+      if (step_ < std::chrono::microseconds(100)) step_ *= 2;
+    }
+  }
+
+ private:
+  unsigned n_ = 0;
+  std::chrono::microseconds step_{2};
+};
+}  // namespace
+
+KernelCore::~KernelCore() {
+  impl.reset();  // frees backend resources; the kernel has stopped (handle terminated it)
+}
+
+Error KernelCore::dead_error() const {
+  const std::uint32_t err = load_acquire(&control->last_error);
+  if (err != 0) {
+    return Error(ErrorCode::KernelFaulted,
+                 "kernel '" + id.value + "' stopped with device error " + std::to_string(err) +
+                     "; terminate it and launch it again",
+                 err);
+  }
+  return Error(ErrorCode::KernelTerminated, "kernel '" + id.value + "' is terminated; nothing was sent");
+}
+
+Result<void> KernelCore::check_send(TypeId type, std::uint32_t size) const {
+  const KernelState s = state.load(std::memory_order_acquire);
+  if (!accepts_messages(s) || load_acquire(&control->has_terminated) != 0) return dead_error();
+  if (type != request_type) {
+    return Error(ErrorCode::UnknownMessageType, "kernel '" + id.value + "' (" + registered_name +
+                                                    ") does not accept this message type; it takes type id " +
+                                                    std::to_string(request_type));
+  }
+  if (size != request_size || size + sizeof(Envelope) > input.slot_size) {
+    return Error(ErrorCode::PayloadTooLarge, "message of " + std::to_string(size) +
+                                                 " bytes does not fit the kernel's " +
+                                                 std::to_string(input.slot_size) + "-byte slots");
+  }
+  return {};
+}
+
+Result<void> KernelCore::check_receive(TypeId type, std::uint32_t size) const {
+  if (type != response_type || size != response_size) {
+    return Error(ErrorCode::UnknownMessageType, "kernel '" + id.value + "' (" + registered_name +
+                                                    ") does not send this message type; it sends type id " +
+                                                    std::to_string(response_type));
+  }
+  return {};
+}
+
+Status KernelCore::try_send_raw(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,
+                                Priority prio) noexcept {
+  const KernelState s = state.load(std::memory_order_acquire);
+  if (!accepts_messages(s)) return Status::Closed;
+  if (load_acquire(&control->has_terminated) != 0) return load_acquire(&control->last_error) ? Status::Faulted : Status::Closed;
+  if (type != request_type) return Status::InvalidMessage;
+  if (size != request_size) return Status::TooLarge;
+  std::lock_guard lock(send_lock);
+  if (producer.reserve(1) == 0) return Status::QueueFull;
+  std::byte* slot = producer.slot(0);
+  Envelope env{type, corr, host_clock->tick(), size, 0, static_cast<std::uint8_t>(prio), 0};
+  std::memcpy(slot, &env, sizeof env);
+  std::memcpy(slot + sizeof(Envelope), payload, size);
+  producer.publish(1);
+  if (kernel_doorbell) kernel_doorbell->ring();
+  return Status::Ok;
+}
+
+std::size_t KernelCore::try_send_batch_raw(TypeId type, const std::byte* payloads, std::uint32_t size,
+                                           std::size_t count) noexcept {
+  if (count == 0 || !accepts_messages(state.load(std::memory_order_acquire))) return 0;
+  if (load_acquire(&control->has_terminated) != 0 || type != request_type || size != request_size) return 0;
+  std::lock_guard lock(send_lock);
+  const std::uint32_t want = static_cast<std::uint32_t>(std::min<std::size_t>(count, input.capacity));
+  const std::uint32_t n = producer.reserve(want);
+  if (n == 0) return 0;
+  const std::uint64_t first = host_clock->tick_batch(n);
+  const std::uint64_t node = host_clock->node_id();
+  for (std::uint32_t i = 0; i < n; ++i) {
+    std::byte* slot = producer.slot(i);
+    Envelope env{type, 0, hlc::unpack(first + i, node), size, 0, static_cast<std::uint8_t>(Priority::Normal), 0};
+    std::memcpy(slot, &env, sizeof env);
+    std::memcpy(slot + sizeof(Envelope), payloads + std::size_t{i} * size, size);
+  }
+  producer.publish(n);
+  if (kernel_doorbell) kernel_doorbell->ring();
+  return n;
+}
+
+Status KernelCore::try_receive_raw(TypeId type, void* out, std::uint32_t size, Envelope* env_out) noexcept {
+  if (type != response_type || size != response_size) return Status::InvalidMessage;
+  std::lock_guard lock(recv_lock);
+  if (!stash.empty()) {
+    const auto& m = stash.front();
+    Envelope env;
+    std::memcpy(&env, m.data(), sizeof env);
+    std::memcpy(out, m.data() + sizeof env, size);
+    if (env_out) *env_out = env;
+    stash.pop_front();
+    return Status::Ok;
+  }
+  if (consumer.available(1) == 0) {
+    if (load_acquire(&control->has_terminated) != 0)
+      return load_acquire(&control->last_error) ? Status::Faulted : Status::Closed;
+    return Status::QueueEmpty;
+  }
+  const std::byte* slot = consumer.slot(0);
+  Envelope env;
+  std::memcpy(&env, slot, sizeof env);
+  std::memcpy(out, slot + sizeof env, size);
+  consumer.release(1);
+  (void)host_clock->update(env.timestamp);  // a skewed kernel stamp leaves the host clock as is
+  if (env_out) *env_out = env;
+  return Status::Ok;
+}
+
+std::size_t KernelCore::try_receive_batch_raw(TypeId type, std::byte* out, std::uint32_t size,
+                                              std::size_t count) noexcept {
+  if (count == 0 || type != response_type || size != response_size) return 0;
+  std::lock_guard lock(recv_lock);
+  std::size_t done = 0;
+  while (done < count && !stash.empty()) {
+    std::memcpy(out + done * size, stash.front().data() + sizeof(Envelope), size);
+    stash.pop_front();
+    ++done;
+  }
+  const std::uint32_t want = static_cast<std::uint32_t>(std::min<std::size_t>(count - done, output.capacity));
+  const std::uint32_t n = consumer.available(want);
+  if (n == 0) return done;
+  HlcTimestamp last{};
+  for (std::uint32_t i = 0; i < n; ++i) {
+    const std::byte* slot = consumer.slot(i);
+    std::memcpy(out + (done + i) * size, slot + sizeof(Envelope), size);
+    if (i + 1 == n) std::memcpy(&last, slot + offsetof(Envelope, timestamp), sizeof last);
+  }
+  consumer.release(n);
+  (void)host_clock->update(last);  // one merge per batch: the latest stamp dominates
+  return done + n;
+}
+
+Result<void> KernelCore::wait_send(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,
+                                   Priority prio, Duration timeout) {
+  if (auto ok = check_send(type, size); !ok) return ok;
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + timeout;
+  auto next_health = start + kHealthInterval;
+  Backoff backoff;
+  for (;;) {
+    const Status s = try_send_raw(type, payload, size, corr, prio);
+    if (s == Status::Ok) return {};
+    if (s != Status::QueueFull) {
+      if (s == Status::Closed || s == Status::Faulted) return dead_error();
+      return Error(to_error_code(s), std::string("send failed: ") + to_string(s));
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      return Error(ErrorCode::QueueFull, "input queue of kernel '" + id.value + "' stayed full for " +
+                                             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
+                                             " ms; nothing was sent (the kernel is not draining it: is it deactivated?)");
+    }
+    if (now >= next_health) {
+      if (auto h = impl->check_health(); !h) return h;
+      next_health = now + kHealthInterval;
+    }
+    backoff.pause();
+  }
+}
+
+Result<std::size_t> KernelCore::wait_send_batch(TypeId type, const std::byte* payloads, std::uint32_t size,
+                                                 std::size_t count, Duration timeout) {
+  if (auto ok = check_send(type, size); !ok) return ok.error();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::size_t sent = 0;
+  Backoff backoff;
+  while (sent < count) {
+    const std::size_t n = try_send_batch_raw(type, payloads + sent * size, size, count - sent);
+    sent += n;
+    if (sent == count) break;
+    if (n == 0) {
+      if (load_acquire(&control->has_terminated) != 0 || !accepts_messages(state.load())) return dead_error();
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return Error(ErrorCode::QueueFull, "input queue of kernel '" + id.value + "' stayed full; " +
+                                               std::to_string(sent) + " of " + std::to_string(count) +
+                                               " messages were sent");
+      }
+      if (auto h = impl->check_health(); !h) return h.error();
+      backoff.pause();
+    }
+  }
+  return sent;
+}
+
+Result<void> KernelCore::wait_receive(TypeId type, void* out, std::uint32_t size, Duration timeout, Envelope* env) {
+  if (auto ok = check_receive(type, size); !ok) return ok;
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + timeout;
+  auto next_health = start + kHealthInterval;
+  Backoff backoff;
+  for (unsigned spins = 0;; ++spins) {
+    const Status s = try_receive_raw(type, out, size, env);
+    if (s == Status::Ok) return {};
+    if (s == Status::Closed || s == Status::Faulted) return dead_error();
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      return Error(ErrorCode::Timeout, "no message from kernel '" + id.value + "' within " +
+                                           std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(timeout).count()) +
+                                           " us");
+    }
+    if (now >= next_health) {
+      if (auto h = impl->check_health(); !h) return h;
+      next_health = now + kHealthInterval;
+    }
+    if (host_doorbell && spins > 4096) {
+      const auto left = std::min<Duration>(deadline - now, std::chrono::milliseconds(2));
+      host_doorbell->wait([&] { return load_acquire(&output.indices->tail) != load_relaxed(&output.indices->head) ||
+                                       load_acquire(&control->has_terminated) != 0; },
+                          left);
+    } else {
+      backoff.pause();
+    }
+  }
+}
+
+Result<std::size_t> KernelCore::wait_receive_batch(TypeId type, std::byte* out, std::uint32_t size,
+                                                   std::size_t count, Duration timeout) {
+  if (auto ok = check_receive(type, size); !ok) return ok.error();
+  if (count == 0) return std::size_t{0};
+  // Block for the first message, then take whatever else is already there.
+  Envelope env;
+  if (auto r = wait_receive(type, out, size, timeout, &env); !r) return r.error();
+  return 1 + try_receive_batch_raw(type, out + size, size, count - 1);
+}
+
+Result<void> KernelCore::call_raw(TypeId req_type, const void* req, std::uint32_t req_size, TypeId resp_type,
+                                  void* resp, std::uint32_t resp_size, Duration timeout) {
+  if (auto ok = check_receive(resp_type, resp_size); !ok) return ok;
+  const std::uint64_t corr = CorrelationId::generate().value;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Send with the correlation id (waiting for room within the same deadline).
+  if (auto ok = check_send(req_type, req_size); !ok) return ok;
+  Backoff send_backoff;
+  for (;;) {
+    const Status s = try_send_raw(req_type, req, req_size, corr, Priority::Normal);
+    if (s == Status::Ok) break;
+    if (s != Status::QueueFull) return dead_error();
+    if (std::chrono::steady_clock::now() >= deadline)
+      return Error(ErrorCode::QueueFull, "call: input queue of kernel '" + id.value + "' stayed full");
+    send_backoff.pause();
+  }
+  // Receive until the response with our correlation id; set others aside for receive().
+  Backoff backoff;
+  auto next_health = std::chrono::steady_clock::now() + kHealthInterval;
+  for (;;) {
+    {
+      std::lock_guard lock(recv_lock);
+      for (auto it = stash.begin(); it != stash.end(); ++it) {
+        Envelope env;
+        std::memcpy(&env, it->data(), sizeof env);
+        if (env.correlation_id == corr) {
+          std::memcpy(resp, it->data() + sizeof env, resp_size);
+          stash.erase(it);
+          return {};
+        }
+      }
+      while (consumer.available(1) != 0) {
+        const std::byte* slot = consumer.slot(0);
+        Envelope env;
+        std::memcpy(&env, slot, sizeof env);
+        (void)host_clock->update(env.timestamp);
+        if (env.correlation_id == corr) {
+          std::memcpy(resp, slot + sizeof env, resp_size);
+          consumer.release(1);
+          return {};
+        }
+        stash.emplace_back(slot, slot + sizeof env + env.payload_size);
+        consumer.release(1);
+      }
+    }
+    if (load_acquire(&control->has_terminated) != 0) return dead_error();
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline)
+      return Error(ErrorCode::Timeout, "call: no response from kernel '" + id.value + "' within the timeout");
+    if (now >= next_health) {
+      if (auto h = impl->check_health(); !h) return h;
+      next_health = now + kHealthInterval;
+    }
+    backoff.pause();
+  }
+}
+
+Result<void> KernelCore::send_bytes(std::span<const std::byte> bytes, Duration timeout) {
+  const ValidationError v = validate_bytes(bytes, 0);
+  MessageHeader h{};
+  if (v == ValidationError::Ok) std::memcpy(&h, bytes.data(), sizeof h);
+  if (v != ValidationError::Ok || h.type_id != request_type || h.payload_size != request_size) {
+    invalid_rejected.fetch_add(1, std::memory_order_relaxed);
+    if (v != ValidationError::Ok)
+      return Error(ErrorCode::InvalidMessage, std::string("message bytes rejected: ") + to_string(v));
+    if (h.type_id != request_type)
+      return Error(ErrorCode::UnknownMessageType, "message bytes rejected: type id " + std::to_string(h.type_id) +
+                                                      " is not accepted by kernel '" + id.value + "'");
+    return Error(ErrorCode::InvalidMessage, "message bytes rejected: payload size does not match the kernel's type");
+  }
+  if (h.timestamp.physical != 0) {
+    if (auto m = host_clock->update(h.timestamp); !m) {
+      invalid_rejected.fetch_add(1, std::memory_order_relaxed);
+      return m.error();
+    }
+  }
+  return wait_send(h.type_id, bytes.data() + sizeof(MessageHeader), h.payload_size, h.correlation_id,
+                   static_cast<Priority>(h.priority & 3), timeout);
+}
+
+}  // namespace detail
+
+// =========================================================================================
+// KernelHandle
+// =========================================================================================
+
+KernelHandle& KernelHandle::operator=(KernelHandle&& o) noexcept {
+  if (this != &o) {
+    KernelHandle old(std::move(*this));  // terminates the previously held kernel
+    core_ = std::move(o.core_);
+  }
+  return *this;
+}
+
+KernelHandle::~KernelHandle() {
+  if (!core_) return;
+  const KernelState s = core_->state.load();
+  if (s != KernelState::Terminated) {
+    if (auto r = terminate(); !r)
+      std::fprintf(stderr, "ringkernel: terminating kernel '%s' on handle destruction failed: %s\n",
+                   core_->id.value.c_str(), r.error().what().c_str());
+  }
+  if (core_->runtime) core_->runtime->remove(core_.get());
+}
+
+Result<void> KernelHandle::activate() {
+  std::lock_guard lock(core_->lifecycle_mutex);
+  const KernelState s = core_->state.load();
+  if (s != KernelState::Launched && s != KernelState::Deactivated)
+    return Error(ErrorCode::InvalidState, std::string("activate: kernel '") + core_->id.value + "' is " + to_string(s) +
+                                              " (allowed from launched or deactivated)");
+  if (load_acquire(&core_->control->has_terminated) != 0) return core_->dead_error();
+  store_release(&core_->control->host_generation, core_->control->host_generation + 1);
+  store_release(&core_->control->is_active, 1u);  // read by the kernel loop's acquire
+  if (core_->kernel_doorbell) core_->kernel_doorbell->wake();
+  core_->state.store(KernelState::Active);
+  return {};
+}
+
+Result<void> KernelHandle::deactivate() {
+  std::lock_guard lock(core_->lifecycle_mutex);
+  const KernelState s = core_->state.load();
+  if (s != KernelState::Active)
+    return Error(ErrorCode::InvalidState, std::string("deactivate: kernel '") + core_->id.value + "' is " +
+                                              to_string(s) + " (allowed from active)");
+  store_release(&core_->control->host_generation, core_->control->host_generation + 1);
+  store_release(&core_->control->is_active, 0u);
+  if (core_->kernel_doorbell) core_->kernel_doorbell->wake();
+  // Wait until the loop has acknowledged: afterwards no message is being processed.
+  const auto deadline = std::chrono::steady_clock::now() + kDefaultTimeout;
+  while (load_acquire(&core_->control->acked_active) != 0 && load_acquire(&core_->control->has_terminated) == 0) {
+    if (auto h = core_->impl->check_health(); !h) return h;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return Error(ErrorCode::Timeout, "deactivate: kernel '" + core_->id.value + "' did not acknowledge within 5 s");
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  core_->state.store(KernelState::Deactivated);
+  return {};
+}
+
+Result<void> KernelHandle::terminate(Duration timeout) {
+  std::lock_guard lock(core_->lifecycle_mutex);
+  const KernelState s = core_->state.load();
+  if (s == KernelState::Terminated || s == KernelState::Terminating)
+    return Error(ErrorCode::InvalidState, "terminate: kernel '" + core_->id.value + "' is already " + to_string(s));
+  core_->state.store(KernelState::Terminating);
+  auto r = core_->impl->stop(timeout);
+  core_->state.store(KernelState::Terminated);
+  return r;
+}
+
+Result<void> KernelHandle::wait(Duration timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (load_acquire(&core_->control->has_terminated) == 0) {
+    if (auto h = core_->impl->check_health(); !h) break;  // a fault ends the kernel too
+    if (std::chrono::steady_clock::now() >= deadline)
+      return Error(ErrorCode::Timeout, "wait: kernel '" + core_->id.value + "' still running after the timeout");
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  std::lock_guard lock(core_->lifecycle_mutex);
+  if (core_->state.load() != KernelState::Terminated) {
+    (void)core_->impl->stop(timeout);  // joins the loop that has already left
+    core_->state.store(KernelState::Terminated);
+  }
+  const std::uint32_t err = load_acquire(&core_->control->last_error);
+  if (err != 0) return core_->dead_error();
+  return {};
+}
+
+KernelStatus KernelHandle::status() const {
+  KernelStatus st;
+  st.id = core_->id;
+  st.state = core_->state.load();
+  if (load_acquire(&core_->control->has_terminated) != 0) st.state = KernelState::Terminated;
+  st.backend = core_->backend;
+  st.mode = core_->options.mode;
+  st.messages_processed = load_relaxed(&core_->control->messages_processed);
+  st.messages_dropped = load_relaxed(&core_->control->messages_dropped);
+  st.input_depth = core_->input.stats().depth;
+  st.output_depth = core_->output.stats().depth;
+  st.last_error = static_cast<DeviceError>(load_acquire(&core_->control->last_error));
+  HlcTimestamp h;
+  h.physical = load_relaxed(&core_->control->hlc.physical);
+  h.logical = load_relaxed(&core_->control->hlc.logical);
+  h.node_id = load_relaxed(&core_->control->hlc.node_id);
+  st.hlc = h;
+  return st;
+}
+
+KernelMetrics KernelHandle::metrics() const {
+  KernelMetrics m;
+  const TelemetryBuffer* t = core_->telemetry;
+  TelemetryBuffer& r = m.telemetry.raw;
+  r.messages_processed = load_relaxed(&t->messages_processed);
+  r.messages_dropped = load_relaxed(&t->messages_dropped);
+  r.total_latency_us = load_relaxed(&t->total_latency_us);
+  r.min_latency_us = load_relaxed(&t->min_latency_us);
+  r.max_latency_us = load_relaxed(&t->max_latency_us);
+  r.input_queue_depth = load_acquire(&t->input_queue_depth);
+  r.output_queue_depth = load_acquire(&t->output_queue_depth);
+  r.last_error = load_acquire(&t->last_error);
+  r.k2k_sent = load_relaxed(&t->k2k_sent);
+  m.input = core_->input.stats();
+  m.output = core_->output.stats();
+  m.invalid_messages_rejected = core_->invalid_rejected.load(std::memory_order_relaxed);
+  if (core_->impl) core_->impl->k2k_counters(m.k2k_dead_letters, m.k2k_tenant_rejections);
+  return m;
+}
+
+}  // namespace ringkernel

@@ -1,0 +1,46 @@
+// Private: the state behind RingKernel.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "ringkernel/availability.hpp"
+#include "ringkernel/registry.hpp"
+#include "ringkernel/runtime.hpp"
+
+namespace ringkernel::detail {
+
+std::unique_ptr<RingKernelRuntime> make_cpu_runtime();
+
+class RuntimeCore {
+ public:
+  static constexpr std::uint32_t kMaxKernels = 4096;
+
+  RuntimeCore(Backend requested, std::uint32_t device_index, std::uint64_t node_id, std::uint64_t max_skew_us);
+  ~RuntimeCore();
+
+  Result<KernelHandle> launch(std::string_view name, const LaunchOptions& options);
+  Result<void> connect(KernelCore& from, KernelCore& to);
+  void remove(KernelCore* core) noexcept;
+  std::vector<KernelId> kernels() const;
+  Result<void> shutdown(Duration timeout);
+
+  Backend requested;
+  std::uint32_t device_index;
+  HlcClock clock;
+
+ private:
+  Result<RingKernelRuntime*> runtime_for(Backend b);
+  Result<Backend> choose_backend(const KernelInfo& info);
+
+  mutable std::mutex mutex_;
+  std::unique_ptr<RingKernelRuntime> cpu_;
+  std::unique_ptr<RingKernelRuntime> cuda_;
+  std::unique_ptr<RingKernelRuntime> vulkan_;
+  std::vector<KernelCore*> live_;
+  std::vector<bool> slot_used_;
+};
+
+}  // namespace ringkernel::detail

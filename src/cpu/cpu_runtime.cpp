@@ -1,0 +1,529 @@
+// The CPU backend: one OS thread per kernel running the persistent loop; a block's
+// threads are fibers on that thread (actor mode), or a batch is spread over simulated
+// threads (parallel mode). Idle kernels spin briefly, then park on a doorbell, so dozens
+// of kernels cost nothing while idle.
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "../core/runtime_core.hpp"
+#include "fiber.hpp"
+#include "ringkernel/registry.hpp"
+
+namespace ringkernel::detail {
+
+namespace {
+
+constexpr std::uint32_t kMaxRoutes = 64;
+constexpr std::uint32_t kBatch = 256;
+constexpr int kSpinBeforePark = 20000;  // polls (~50-100 µs) before parking when idle
+constexpr auto kParkTimeout = std::chrono::milliseconds(20);
+
+class CpuKernel;
+
+/// One K2K ring (owned by the runtime: outlives both of its ends).
+struct RouteRing {
+  AlignedBytes indices;
+  AlignedBytes slots;
+  RingView view;
+};
+
+struct OutRoute {
+  std::uint32_t dest = 0;
+  RingProducer<> producer;
+  CpuKernel* target = nullptr;
+};
+
+struct InRoute {
+  std::uint32_t source = 0;
+  RingConsumer<> consumer;
+};
+
+class CpuRuntime;
+
+class CpuKernel final : public KernelBackend {
+ public:
+  CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgram> program);
+  ~CpuKernel() override;
+
+  Result<void> start() override;
+  Result<void> stop(Duration timeout) override;
+  Result<void> check_health() override;
+  void k2k_counters(std::uint64_t& dead, std::uint64_t& tenant) const noexcept override {
+    dead = dead_letters_.load(std::memory_order_relaxed);
+    tenant = tenant_rejections_.load(std::memory_order_relaxed);
+  }
+
+  // Kernel-thread side, called through RingContext.
+  Status k2k_send(std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr) noexcept;
+  Status k2k_try_receive(TypeId type, void* out, std::uint32_t size, std::uint32_t* source) noexcept;
+  bool emit(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr) noexcept;
+  void flush_output() noexcept;
+
+  // Host side (connect()).
+  void add_out_route(const RouteRing& ring, CpuKernel* target, std::uint32_t dest) noexcept;
+  void add_in_route(const RouteRing& ring, std::uint32_t source) noexcept;
+  std::uint32_t k2k_slot_size() const noexcept { return k2k_slot_size_; }
+  std::uint32_t route_count() const noexcept { return out_route_count_.load(std::memory_order_acquire); }
+  std::uint32_t route(std::uint32_t i) const noexcept { return i < route_count() ? out_routes_[i].dest : ~0u; }
+  void close_inbound() noexcept;
+
+  Doorbell bell;       // rung by the host and by K2K senders
+  Doorbell host_bell;  // rung by this kernel after publishing output
+  CpuExec exec;
+  std::uint64_t tenant = 0;
+  std::uint32_t slot = 0;
+
+ private:
+  void loop() noexcept;
+  bool has_work() const noexcept;
+  void publish_telemetry() noexcept;
+
+  CpuRuntime& rt_;
+  KernelCore& core_;
+  std::unique_ptr<CpuProgram> program_;
+  std::unique_ptr<FiberTeam> team_;
+  HlcClock clock_;
+  AlignedBytes control_mem_, telemetry_mem_, in_idx_, in_slots_, out_idx_, out_slots_, state_mem_, shared_mem_;
+  RingConsumer<> in_;
+  RingProducer<> out_;
+  std::uint32_t pending_out_ = 0;
+  std::uint32_t k2k_slot_size_ = 0;
+  bool pull_mode_ = false;
+
+  std::array<OutRoute, kMaxRoutes> out_routes_{};
+  std::atomic<std::uint32_t> out_route_count_{0};  // release by connect(), acquire by sender
+  std::array<InRoute, kMaxRoutes> in_routes_{};
+  std::atomic<std::uint32_t> in_route_count_{0};
+  std::uint32_t next_inbound_ = 0;
+  std::atomic<std::uint64_t> dead_letters_{0};
+  std::atomic<std::uint64_t> tenant_rejections_{0};
+
+  std::thread thread_;
+  std::atomic<bool> thread_exited_{false};
+};
+
+class CpuRuntime final : public RingKernelRuntime {
+ public:
+  CpuRuntime() {
+    for (auto& t : tenant_of_) t.store(-1, std::memory_order_relaxed);
+  }
+  Backend backend() const noexcept override { return Backend::Cpu; }
+  std::string device_name() const override {
+    return "CPU (" + std::to_string(std::thread::hardware_concurrency()) + " hardware threads)";
+  }
+
+  Result<std::unique_ptr<KernelBackend>> create(KernelCore& core) override {
+    const KernelInfo* info = find_kernel(core.registered_name);
+    if (!info || !info->cpu) return Error(ErrorCode::BackendUnavailable, "kernel '" + core.registered_name + "' has no CPU build");
+    std::unique_ptr<CpuProgram> program(info->cpu());
+    auto k = std::make_unique<CpuKernel>(*this, core, std::move(program));
+    tenant_of_[core.slot].store(static_cast<std::int64_t>(core.options.tenant_id), std::memory_order_release);
+    kernels_[core.slot].store(k.get(), std::memory_order_release);
+    return std::unique_ptr<KernelBackend>(std::move(k));
+  }
+
+  Result<void> connect(KernelCore& from, KernelCore& to) override {
+    auto* f = static_cast<CpuKernel*>(from.impl.get());
+    auto* t = static_cast<CpuKernel*>(to.impl.get());
+    std::lock_guard lock(mutex_);
+    auto ring = std::make_unique<RouteRing>();
+    const std::uint32_t cap = from.options.k2k_queue_capacity;
+    ring->indices = make_aligned_bytes(sizeof(RingIndices), kIndexAlign);
+    ring->slots = make_aligned_bytes(std::size_t{cap} * t->k2k_slot_size(), 64);
+    ring->view = RingView{reinterpret_cast<RingIndices*>(ring->indices.get()), ring->slots.get(), cap, t->k2k_slot_size()};
+    f->add_out_route(*ring, t, to.slot);
+    t->add_in_route(*ring, from.slot);
+    rings_.push_back(std::move(ring));
+    return {};
+  }
+
+  void forget(KernelCore& core) noexcept override {
+    tenant_of_[core.slot].store(-1, std::memory_order_release);
+    kernels_[core.slot].store(nullptr, std::memory_order_release);
+    if (core.impl) static_cast<CpuKernel*>(core.impl.get())->close_inbound();
+  }
+
+  /// -1 when no kernel holds the slot.
+  std::int64_t tenant_of(std::uint32_t slot) const noexcept {
+    return slot < tenant_of_.size() ? tenant_of_[slot].load(std::memory_order_acquire) : -1;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<RouteRing>> rings_;
+  std::array<std::atomic<std::int64_t>, RuntimeCore::kMaxKernels> tenant_of_;
+  std::array<std::atomic<CpuKernel*>, RuntimeCore::kMaxKernels> kernels_{};
+};
+
+CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgram> program)
+    : rt_(rt), core_(core), program_(std::move(program)),
+      clock_((core.host_clock->node_id() << 16) | (core.slot + 1)) {
+  const LaunchOptions& o = core.options;
+  slot = core.slot;
+  tenant = o.tenant_id;
+  pull_mode_ = o.k2k_delivery == K2KDelivery::Pull;
+  const std::uint32_t in_slot = slot_size_for(core.request_size);
+  const std::uint32_t out_slot = slot_size_for(core.response_size);
+  k2k_slot_size_ = slot_size_for(std::max<std::uint32_t>(core.request_size, pull_mode_ ? 1024 : 0));
+
+  control_mem_ = make_aligned_bytes(sizeof(ControlBlock), alignof(ControlBlock));
+  telemetry_mem_ = make_aligned_bytes(sizeof(TelemetryBuffer), alignof(TelemetryBuffer));
+  in_idx_ = make_aligned_bytes(sizeof(RingIndices), kIndexAlign);
+  in_slots_ = make_aligned_bytes(std::size_t{o.input_queue_capacity} * in_slot, 64);
+  out_idx_ = make_aligned_bytes(sizeof(RingIndices), kIndexAlign);
+  out_slots_ = make_aligned_bytes(std::size_t{o.output_queue_capacity} * out_slot, 64);
+  state_mem_ = make_aligned_bytes(std::max<std::uint32_t>(program_->state_size(), 8), std::max<std::uint32_t>(program_->state_align(), 64));
+  if (o.shared_memory_size) shared_mem_ = make_aligned_bytes(o.shared_memory_size, 64);
+  program_->init_state(state_mem_.get());
+
+  auto* control = reinterpret_cast<ControlBlock*>(control_mem_.get());
+  control->input_capacity = o.input_queue_capacity;
+  control->output_capacity = o.output_queue_capacity;
+  control->input_slot_size = in_slot;
+  control->output_slot_size = out_slot;
+  control->kernel_id = core.slot;
+  control->tenant_id = o.tenant_id;
+  auto* telemetry = reinterpret_cast<TelemetryBuffer*>(telemetry_mem_.get());
+  telemetry->min_latency_us = ~std::uint64_t{0};
+
+  core.control = control;
+  core.telemetry = telemetry;
+  core.input = RingView{reinterpret_cast<RingIndices*>(in_idx_.get()), in_slots_.get(), o.input_queue_capacity, in_slot};
+  core.output = RingView{reinterpret_cast<RingIndices*>(out_idx_.get()), out_slots_.get(), o.output_queue_capacity, out_slot};
+  core.kernel_doorbell = &bell;
+  core.host_doorbell = &host_bell;
+  in_ = RingConsumer<>(core.input);
+  out_ = RingProducer<>(core.output);
+
+  if (o.mode == KernelMode::Actor && o.block_size > 1) team_ = std::make_unique<FiberTeam>(o.block_size);
+  exec.slot = core.slot;
+  exec.block_dim = o.block_size;
+  exec.grid_dim = o.grid_size;
+  exec.mode = o.mode;
+  exec.control = control;
+  exec.telemetry = telemetry;
+  exec.state = state_mem_.get();
+  exec.shared = shared_mem_.get();
+  exec.shared_size = o.shared_memory_size;
+  exec.team = team_.get();
+  exec.clock = &clock_;
+  exec.runtime_private = this;
+}
+
+CpuKernel::~CpuKernel() {
+  if (thread_.joinable()) {
+    if (thread_exited_.load(std::memory_order_acquire)) {
+      thread_.join();
+    } else {
+      // stop() timed out earlier: the handler never returned. Its memory must outlive
+      // the thread, so it is leaked on purpose rather than freed under a running thread.
+      std::fprintf(stderr, "ringkernel: CPU kernel thread still running at destruction; leaking its memory\n");
+      thread_.detach();
+      control_mem_.release();
+      telemetry_mem_.release();
+      in_idx_.release();
+      in_slots_.release();
+      out_idx_.release();
+      out_slots_.release();
+      state_mem_.release();
+      shared_mem_.release();
+      (void)program_.release();
+      (void)team_.release();
+    }
+  }
+}
+
+Result<void> CpuKernel::start() {
+  try {
+    thread_ = std::thread([this] { loop(); });
+  } catch (const std::system_error& e) {
+    return Error(ErrorCode::LaunchFailed, std::string("cannot start the kernel thread: ") + e.what(), e.code().value());
+  }
+  return {};
+}
+
+Result<void> CpuKernel::stop(Duration timeout) {
+  store_release(&exec.control->should_terminate, 1u);  // read by loop()
+  bell.wake();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!thread_exited_.load(std::memory_order_acquire)) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      return Error(ErrorCode::Timeout, "kernel '" + core_.id.value +
+                                           "' did not stop in time: its handler has not returned (a CPU thread cannot "
+                                           "be interrupted)");
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  if (thread_.joinable()) thread_.join();
+  close_inbound();
+  return {};
+}
+
+Result<void> CpuKernel::check_health() {
+  const std::uint32_t err = load_acquire(&exec.control->last_error);
+  if (err != 0 && load_acquire(&exec.control->has_terminated) != 0) return core_.dead_error();
+  return {};
+}
+
+void CpuKernel::close_inbound() noexcept {
+  const std::uint32_t n = in_route_count_.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < n; ++i) in_routes_[i].consumer.close();
+}
+
+void CpuKernel::add_out_route(const RouteRing& ring, CpuKernel* target, std::uint32_t dest) noexcept {
+  const std::uint32_t n = out_route_count_.load(std::memory_order_relaxed);
+  if (n >= kMaxRoutes) return;
+  out_routes_[n].dest = dest;
+  out_routes_[n].producer = RingProducer<>(ring.view);
+  out_routes_[n].target = target;
+  out_route_count_.store(n + 1, std::memory_order_release);  // pairs with k2k_send's acquire
+}
+
+void CpuKernel::add_in_route(const RouteRing& ring, std::uint32_t source) noexcept {
+  const std::uint32_t n = in_route_count_.load(std::memory_order_relaxed);
+  if (n >= kMaxRoutes) return;
+  in_routes_[n].source = source;
+  in_routes_[n].consumer = RingConsumer<>(ring.view);
+  in_route_count_.store(n + 1, std::memory_order_release);  // pairs with loop()'s acquire
+  bell.wake();
+}
+
+Status CpuKernel::k2k_send(std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size,
+                           std::uint64_t corr) noexcept {
+  if (!core_.options.enable_k2k) {
+    dead_letters_.fetch_add(1, std::memory_order_relaxed);
+    return Status::NoRoute;
+  }
+  const std::uint32_t n = out_route_count_.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    OutRoute& r = out_routes_[i];
+    if (r.dest != dest) continue;
+    if (r.producer.closed()) {
+      dead_letters_.fetch_add(1, std::memory_order_relaxed);
+      return Status::Closed;
+    }
+    if (size + sizeof(Envelope) > r.producer.slot_size()) return Status::TooLarge;
+    if (r.producer.reserve(1) == 0) return Status::QueueFull;
+    Envelope env{type, corr, clock_.tick(), size, static_cast<std::uint16_t>(slot + 1),
+                 static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
+    std::byte* s = r.producer.slot(0);
+    std::memcpy(s, &env, sizeof env);
+    std::memcpy(s + sizeof env, payload, size);
+    r.producer.publish(1);
+    r.target->bell.ring();
+    ++exec.k2k_sent;
+    return Status::Ok;
+  }
+  const std::int64_t t = rt_.tenant_of(dest);
+  if (t >= 0 && static_cast<std::uint64_t>(t) != tenant) {
+    tenant_rejections_.fetch_add(1, std::memory_order_relaxed);
+    return Status::TenantMismatch;
+  }
+  dead_letters_.fetch_add(1, std::memory_order_relaxed);
+  return Status::NoRoute;
+}
+
+Status CpuKernel::k2k_try_receive(TypeId type, void* out, std::uint32_t size, std::uint32_t* source) noexcept {
+  const std::uint32_t n = in_route_count_.load(std::memory_order_acquire);
+  for (std::uint32_t k = 0; k < n; ++k) {
+    InRoute& r = in_routes_[(next_inbound_ + k) % n];
+    if (r.consumer.available(1) == 0) continue;
+    Envelope env;
+    std::memcpy(&env, r.consumer.slot(0), sizeof env);
+    if (env.type_id != type || env.payload_size != size) continue;  // left for a pull of its own type
+    std::memcpy(out, r.consumer.slot(0) + sizeof env, size);
+    r.consumer.release(1);
+    (void)clock_.update(env.timestamp);
+    if (source) *source = r.source;
+    next_inbound_ = (next_inbound_ + k + 1) % n;
+    return Status::Ok;
+  }
+  return Status::QueueEmpty;
+}
+
+bool CpuKernel::emit(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr) noexcept {
+  while (out_.reserve(pending_out_ + 1) < pending_out_ + 1) {
+    flush_output();  // let the host see what is ready while we wait for room
+    if (load_acquire(&exec.control->should_terminate) != 0) {
+      ++exec.dropped;
+      return false;
+    }
+    std::this_thread::yield();
+  }
+  Envelope env{type, corr, clock_.tick(), size, static_cast<std::uint16_t>(slot + 1),
+               static_cast<std::uint8_t>(Priority::Normal), kEnvelopeResponse};
+  std::byte* s = out_.slot(pending_out_);
+  std::memcpy(s, &env, sizeof env);
+  std::memcpy(s + sizeof env, payload, size);
+  ++pending_out_;
+  return true;
+}
+
+void CpuKernel::flush_output() noexcept {
+  if (pending_out_ == 0) return;
+  out_.publish(pending_out_);  // one release store per batch; pairs with the host consumer
+  pending_out_ = 0;
+  host_bell.ring();
+}
+
+bool CpuKernel::has_work() const noexcept {
+  const RingIndices* ix = core_.input.indices;
+  if (load_acquire(&ix->tail) != in_.position()) return true;
+  if (!pull_mode_) {
+    const std::uint32_t n = in_route_count_.load(std::memory_order_acquire);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const RingIndices* r = in_routes_[i].consumer.view().indices;
+      if (load_acquire(&r->tail) != in_routes_[i].consumer.position()) return true;
+    }
+  }
+  return load_acquire(&exec.control->should_terminate) != 0 ||
+         load_acquire(&exec.control->is_active) != load_acquire(&exec.control->acked_active);
+}
+
+void CpuKernel::publish_telemetry() noexcept {
+  TelemetryBuffer* t = exec.telemetry;
+  ControlBlock* c = exec.control;
+  store_relaxed(&t->messages_processed, exec.processed);
+  store_relaxed(&t->messages_dropped, exec.dropped + dead_letters_.load(std::memory_order_relaxed));
+  store_relaxed(&t->total_latency_us, exec.latency_total);
+  store_relaxed(&t->min_latency_us, exec.latency_min);
+  store_relaxed(&t->max_latency_us, exec.latency_max);
+  store_relaxed(&t->input_queue_depth, static_cast<std::uint32_t>(in_.cached_depth()));
+  store_relaxed(&t->output_queue_depth, static_cast<std::uint32_t>(out_.position() - load_relaxed(&core_.output.indices->head)));
+  store_relaxed(&t->k2k_sent, exec.k2k_sent);
+  store_relaxed(&c->messages_processed, exec.processed);
+  store_relaxed(&c->messages_dropped, exec.dropped);
+  const HlcTimestamp h = clock_.now();
+  store_relaxed(&c->hlc.physical, h.physical);
+  store_relaxed(&c->hlc.logical, h.logical);
+  store_relaxed(&c->hlc.node_id, h.node_id);
+}
+
+void CpuKernel::loop() noexcept {
+  ControlBlock* c = exec.control;
+  std::array<const std::byte*, kBatch> slots{};
+  std::array<std::uint32_t, kBatch> sources{};
+  std::uint32_t acked = 0;
+  int idle = 0;
+  std::uint64_t beats = 0;
+  while (load_acquire(&c->should_terminate) == 0 && exec.fault == 0 && !exec.terminate_requested) {
+    store_relaxed(&c->heartbeat, ++beats);
+    const std::uint32_t active = load_acquire(&c->is_active);  // pairs with activate()/deactivate()
+    if (active != acked) {
+      acked = active;
+      store_release(&c->acked_active, acked);
+    }
+    if (!active) {
+      bell.wait([&] { return load_acquire(&c->is_active) != 0 || load_acquire(&c->should_terminate) != 0; }, kParkTimeout);
+      continue;
+    }
+    bool worked = false;
+    // Host input.
+    if (const std::uint32_t n = in_.available(kBatch); n != 0) {
+      for (std::uint32_t i = 0; i < n; ++i) {
+        slots[i] = in_.slot(i);
+        sources[i] = 0;
+      }
+      program_->process(exec, CpuBatch{slots.data(), sources.data(), n});
+      in_.release(n);
+      worked = true;
+    }
+    // K2K input delivered to the handler.
+    if (!pull_mode_) {
+      const std::uint32_t routes = in_route_count_.load(std::memory_order_acquire);
+      for (std::uint32_t r = 0; r < routes && exec.fault == 0; ++r) {
+        RingConsumer<>& in = in_routes_[r].consumer;
+        if (const std::uint32_t n = in.available(kBatch); n != 0) {
+          for (std::uint32_t i = 0; i < n; ++i) {
+            slots[i] = in.slot(i);
+            sources[i] = in_routes_[r].source + 1;
+          }
+          program_->process(exec, CpuBatch{slots.data(), sources.data(), n});
+          in.release(n);
+          worked = true;
+        }
+      }
+    }
+    if (worked) {
+      flush_output();
+      publish_telemetry();
+      idle = 0;
+      continue;
+    }
+    if (++idle < kSpinBeforePark) continue;
+    idle = 0;
+    bell.wait([&] { return has_work(); }, kParkTimeout);
+  }
+  flush_output();
+  publish_telemetry();
+  if (exec.fault != 0) {
+    store_release(&c->last_error, exec.fault);
+    store_relaxed(&exec.telemetry->last_error, exec.fault);
+  }
+  in_.close();
+  store_release(&c->has_terminated, 1u);  // read by the host's check_health()/wait()
+  thread_exited_.store(true, std::memory_order_release);
+  host_bell.wake();
+}
+
+CpuKernel* kernel_of(CpuExec* e) noexcept { return static_cast<CpuKernel*>(e->runtime_private); }
+
+}  // namespace
+
+std::unique_ptr<RingKernelRuntime> make_cpu_runtime() { return std::make_unique<CpuRuntime>(); }
+
+// ---- CpuExec and RingContext entry points (kernel thread) --------------------------------
+
+bool CpuExec::emit(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr) noexcept {
+  return kernel_of(this)->emit(type, payload, size, corr);
+}
+
+void CpuExec::run_team(void (*fn)(void*, std::uint32_t), void* arg) noexcept {
+  if (!team->run(fn, arg)) fault = static_cast<std::uint32_t>(DeviceError::BarrierInParallel);
+}
+
+namespace {
+bool collectives_allowed(CpuExec* e) noexcept {
+  if (e->mode == KernelMode::Parallel) {
+    e->fault = static_cast<std::uint32_t>(DeviceError::BarrierInParallel);
+    return false;
+  }
+  return e->team != nullptr;  // false with one thread: nothing to wait for
+}
+}  // namespace
+
+void cpu_sync_threads(CpuExec* e, std::uint32_t thread) {
+  if (collectives_allowed(e)) e->team->block_barrier(thread);
+}
+void cpu_sync_warp(CpuExec* e, std::uint32_t thread) {
+  if (collectives_allowed(e)) e->team->warp_barrier(thread);
+}
+std::uint64_t cpu_warp_exchange(CpuExec* e, std::uint32_t thread, std::uint64_t value, std::uint32_t src_lane) {
+  if (!collectives_allowed(e)) return value;
+  return e->team->exchange(thread, value, src_lane);
+}
+std::uint32_t cpu_warp_ballot(CpuExec* e, std::uint32_t thread, bool pred) {
+  if (!collectives_allowed(e)) return pred ? 1u : 0u;
+  return e->team->ballot(thread, pred);
+}
+Status cpu_k2k_send(CpuExec* e, std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size,
+                    std::uint64_t correlation) {
+  return kernel_of(e)->k2k_send(dest, type, payload, size, correlation);
+}
+Status cpu_k2k_try_receive(CpuExec* e, TypeId type, void* out, std::uint32_t size, std::uint32_t* source) {
+  return kernel_of(e)->k2k_try_receive(type, out, size, source);
+}
+HlcTimestamp cpu_hlc_tick(CpuExec* e) { return e->clock->tick(); }
+HlcTimestamp cpu_hlc_now(CpuExec* e) { return e->clock->now(); }
+void cpu_fail(CpuExec* e, std::uint32_t code) {
+  e->fault = code ? code : static_cast<std::uint32_t>(DeviceError::HandlerFault);
+}
+void cpu_request_terminate(CpuExec* e) { e->terminate_requested = true; }
+void cpu_count_dropped(CpuExec* e, std::uint64_t n) { e->dropped += n; }
+std::uint32_t cpu_kernel_slot(CpuExec* e) { return e->slot; }
+std::uint32_t cpu_k2k_route_count(CpuExec* e) { return kernel_of(e)->route_count(); }
+std::uint32_t cpu_k2k_route(CpuExec* e, std::uint32_t i) { return kernel_of(e)->route(i); }
+
+}  // namespace ringkernel::detail
