@@ -19,7 +19,8 @@ namespace {
 constexpr std::uint32_t kMaxRoutes = 64;
 constexpr std::uint32_t kBatch = 256;
 constexpr int kSpinBeforePark = 20000;  // polls (~50-100 µs) before parking when idle
-constexpr auto kParkTimeout = std::chrono::milliseconds(20);
+constexpr auto kParkTimeout = std::chrono::milliseconds(100);  // only a safety net: every
+                                                                // state change rings the bell
 
 class CpuKernel;
 
@@ -51,9 +52,9 @@ class CpuKernel final : public KernelBackend {
   Result<void> start() override;
   Result<void> stop(Duration timeout) override;
   Result<void> check_health() override;
-  void k2k_counters(std::uint64_t& dead, std::uint64_t& tenant) const noexcept override {
+  void k2k_counters(std::uint64_t& dead, std::uint64_t& rejected) const noexcept override {
     dead = dead_letters_.load(std::memory_order_relaxed);
-    tenant = tenant_rejections_.load(std::memory_order_relaxed);
+    rejected = tenant_rejections_.load(std::memory_order_relaxed);
   }
 
   // Kernel-thread side, called through RingContext.
@@ -407,6 +408,7 @@ void CpuKernel::loop() noexcept {
   std::array<std::uint32_t, kBatch> sources{};
   std::uint32_t acked = 0;
   int idle = 0;
+  bool parked = false;  // after a park, wait again without spinning until work arrives
   std::uint64_t beats = 0;
   while (load_acquire(&c->should_terminate) == 0 && exec.fault == 0 && !exec.terminate_requested) {
     store_relaxed(&c->heartbeat, ++beats);
@@ -450,10 +452,12 @@ void CpuKernel::loop() noexcept {
       flush_output();
       publish_telemetry();
       idle = 0;
+      parked = false;
       continue;
     }
-    if (++idle < kSpinBeforePark) continue;
+    if (!parked && ++idle < kSpinBeforePark) continue;
     idle = 0;
+    parked = true;
     bell.wait([&] { return has_work(); }, kParkTimeout);
   }
   flush_output();

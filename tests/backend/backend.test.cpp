@@ -1,0 +1,430 @@
+// One test body for every backend: each TEST_P runs on CPU, CUDA and Vulkan; a backend
+// that is not available here skips with the reason availability() gives.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "test_kernels.hpp"
+
+using namespace ringkernel;
+using namespace std::chrono_literals;
+using rktest::Item;
+using rktest::Other;
+using rktest::Reply;
+
+namespace {
+
+class BackendTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    const BackendAvailability a = availability(GetParam());
+    if (!a.available) GTEST_SKIP() << to_string(GetParam()) << " backend not available here: " << a.reason;
+    auto rt = RingKernel::builder().backend(GetParam()).build();
+    ASSERT_TRUE(rt.ok()) << rt.error().what();
+    rt_.emplace(std::move(*rt));
+  }
+  void TearDown() override { rt_.reset(); }
+
+  KernelHandle launch(std::string_view name, LaunchOptions o = {}) {
+    auto k = rt_->launch(name, o);
+    EXPECT_TRUE(k.ok()) << (k.ok() ? "" : k.error().what());
+    if (!k.ok()) throw std::runtime_error("launch failed");
+    EXPECT_EQ(k->backend(), GetParam());
+    return std::move(*k);
+  }
+
+  std::optional<RingKernel> rt_;
+};
+
+std::string backend_name(const ::testing::TestParamInfo<Backend>& info) {
+  switch (info.param) {
+    case Backend::Cpu: return "Cpu";
+    case Backend::Cuda: return "Cuda";
+    case Backend::Vulkan: return "Vulkan";
+    default: return "Other";
+  }
+}
+
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
+
+}  // namespace
+
+TEST_P(BackendTest, an_actor_answers_a_message) {
+  KernelHandle k = launch("test.echo");
+  EXPECT_EQ(k.state(), KernelState::Active);
+  ASSERT_TRUE(k.send(Item{1, 20}).ok());
+  auto r = k.receive<Reply>(5s);
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  EXPECT_EQ(r->seq, 1u);
+  EXPECT_EQ(r->value, 41);
+  EXPECT_EQ(r->thread, 0u);
+  EXPECT_EQ(r->source, 0u);  // from the host
+  EXPECT_TRUE(k.terminate().ok());
+  EXPECT_EQ(k.state(), KernelState::Terminated);
+}
+
+TEST_P(BackendTest, many_messages_arrive_in_order_through_the_batch_api) {
+  KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 32, .input_queue_capacity = 256, .output_queue_capacity = 256});
+  constexpr std::size_t kN = 20000;
+  std::vector<Item> in(kN);
+  for (std::size_t i = 0; i < kN; ++i) in[i] = Item{i, static_cast<std::int64_t>(i)};
+  std::vector<Reply> out(kN);
+  std::size_t sent = 0, got = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (got < kN && std::chrono::steady_clock::now() < deadline) {
+    if (sent < kN) sent += k.try_send_batch(std::span<const Item>(in).subspan(sent));
+    got += k.try_receive_batch(std::span<Reply>(out).subspan(got));
+  }
+  ASSERT_EQ(got, kN);
+  for (std::size_t i = 0; i < kN; ++i) {
+    ASSERT_EQ(out[i].seq, i);
+    ASSERT_EQ(out[i].value, static_cast<std::int64_t>(2 * i + 1));
+  }
+  const KernelMetrics m = k.metrics();
+  EXPECT_EQ(m.input.enqueued, kN);
+  EXPECT_EQ(m.output.dequeued, kN);
+  EXPECT_GE(m.input.max_depth, 1u);
+}
+
+TEST_P(BackendTest, state_persists_across_messages_and_deactivation) {
+  KernelHandle k = launch("test.counter", LaunchOptions{.block_size = 1});
+  for (int i = 1; i <= 10; ++i) ASSERT_TRUE(k.send(Item{0, i}).ok());
+  Reply last{};
+  for (int i = 0; i < 10; ++i) last = k.receive<Reply>(5s).value();
+  EXPECT_EQ(last.value, 55);
+  ASSERT_TRUE(k.deactivate().ok());
+  EXPECT_EQ(k.state(), KernelState::Deactivated);
+  ASSERT_TRUE(k.activate().ok());
+  ASSERT_TRUE(k.send(Item{0, 45}).ok());
+  last = k.receive<Reply>(5s).value();
+  EXPECT_EQ(last.value, 100);
+  EXPECT_EQ(last.aux, 11u);
+}
+
+TEST_P(BackendTest, a_deactivated_kernel_holds_messages_until_activated) {
+  KernelHandle k = launch("test.counter", LaunchOptions{.block_size = 1, .auto_activate = false});
+  EXPECT_EQ(k.state(), KernelState::Launched);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(k.send(Item{0, 1}).ok());
+  std::this_thread::sleep_for(50ms);
+  Reply r{};
+  EXPECT_EQ(k.try_receive(r), Status::QueueEmpty);
+  EXPECT_EQ(k.status().messages_processed, 0u);
+  ASSERT_TRUE(k.activate().ok());
+  for (int i = 1; i <= 5; ++i) EXPECT_EQ(k.receive<Reply>(5s).value().value, i);
+}
+
+TEST_P(BackendTest, block_threads_cooperate_through_barriers_and_warp_collectives) {
+  KernelHandle k = launch("test.block_sum", LaunchOptions{.block_size = 64, .shared_memory_size = 64 * 8});
+  for (std::int64_t v : {1, 3, -2}) {
+    ASSERT_TRUE(k.send(Item{0, v}).ok());
+    const Reply r = k.receive<Reply>(5s).value();
+    EXPECT_EQ(r.value, v * 64 * 65 / 2);
+    EXPECT_EQ(r.thread, 64u);           // block_dim seen by the handler
+    EXPECT_EQ(r.source, 32u);           // warp_reduce_add(1) over a full warp
+    EXPECT_EQ(r.aux, 0xAAAAAAAAull);    // ballot of odd lanes
+  }
+}
+
+TEST_P(BackendTest, parallel_mode_spreads_a_batch_over_threads_and_keeps_order) {
+  KernelHandle k = launch("test.echo", LaunchOptions{.mode = KernelMode::Parallel, .grid_size = 2, .block_size = 32});
+  constexpr std::size_t kN = 2000;  // fits input + output queues: no receiver runs meanwhile
+  std::vector<Item> in(kN);
+  for (std::size_t i = 0; i < kN; ++i) in[i] = Item{i, static_cast<std::int64_t>(i)};
+  ASSERT_EQ(k.send_batch(std::span<const Item>(in), 10s).value(), kN);
+  std::vector<Reply> out(kN);
+  std::size_t got = 0;
+  while (got < kN) {
+    auto n = k.receive_batch(std::span<Reply>(out).subspan(got), 10s);
+    ASSERT_TRUE(n.ok()) << n.error().what();
+    got += *n;
+  }
+  std::vector<bool> threads_seen(32, false);
+  for (std::size_t i = 0; i < kN; ++i) {
+    ASSERT_EQ(out[i].seq, i);
+    ASSERT_EQ(out[i].value, static_cast<std::int64_t>(2 * i + 1));
+    ASSERT_LT(out[i].thread, 32u);
+    threads_seen[out[i].thread] = true;
+  }
+  EXPECT_GT(std::count(threads_seen.begin(), threads_seen.end(), true), 1);
+}
+
+TEST_P(BackendTest, call_matches_its_response_and_keeps_the_others_for_receive) {
+  KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 1});
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(k.send(Item{static_cast<std::uint64_t>(i), i}).ok());
+  auto r = k.call<Reply>(Item{100, 50}, 5s);
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  EXPECT_EQ(r->seq, 100u);
+  EXPECT_EQ(r->value, 101);
+  EXPECT_NE(r->aux, 0u);  // the correlation id travelled with the request
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(k.receive<Reply>(5s).value().seq, static_cast<std::uint64_t>(i));
+}
+
+TEST_P(BackendTest, a_faulted_kernel_surfaces_as_an_error_within_the_timeout) {
+  KernelHandle k = launch("test.faulty", LaunchOptions{.block_size = 1});
+  ASSERT_TRUE(k.send(Item{0, 1}).ok());
+  EXPECT_EQ(k.receive<Reply>(5s).value().value, 1);
+  ASSERT_TRUE(k.send(Item{0, 13}).ok());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = k.receive<Reply>(3s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::KernelFaulted) << r.error().what();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  auto s = k.send(Item{0, 2});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::KernelFaulted);
+  EXPECT_EQ(k.status().state, KernelState::Terminated);
+}
+
+TEST_P(BackendTest, a_barrier_in_parallel_mode_faults_the_kernel_instead_of_hanging) {
+  KernelHandle k = launch("test.barrier_in_parallel", LaunchOptions{.mode = KernelMode::Parallel, .block_size = 32});
+  ASSERT_TRUE(k.send(Item{0, 99}).ok());
+  auto r = k.receive<Reply>(3s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::KernelFaulted);
+  EXPECT_EQ(k.status().last_error, DeviceError::BarrierInParallel);
+}
+
+TEST_P(BackendTest, k2k_delivers_in_fifo_order_between_kernels) {
+  const LaunchOptions o{.block_size = 1, .enable_k2k = true};
+  KernelHandle fwd = launch("test.forwarder", o);
+  KernelHandle sink = launch("test.sink", o);
+  ASSERT_TRUE(rt_->connect(fwd, sink).ok());
+  constexpr int kN = 500;
+  for (int i = 0; i < kN; ++i) ASSERT_TRUE(fwd.send(Item{sink.slot(), i}).ok());
+  for (int i = 0; i < kN; ++i) {
+    const Reply ack = fwd.receive<Reply>(5s).value();
+    ASSERT_EQ(static_cast<Status>(ack.source), Status::Ok);
+    EXPECT_EQ(ack.aux, 1u);  // one route
+    const Reply r = sink.receive<Reply>(5s).value();
+    ASSERT_EQ(r.value, i + 1000);
+    ASSERT_EQ(r.source, fwd.slot() + 1);
+  }
+  EXPECT_EQ(fwd.metrics().telemetry.raw.k2k_sent, static_cast<std::uint64_t>(kN));
+}
+
+TEST_P(BackendTest, k2k_send_without_a_route_is_a_counted_dead_letter) {
+  const LaunchOptions o{.block_size = 1, .enable_k2k = true};
+  KernelHandle fwd = launch("test.forwarder", o);
+  KernelHandle sink = launch("test.sink", o);
+  ASSERT_TRUE(fwd.send(Item{sink.slot(), 5}).ok());
+  const Reply ack = fwd.receive<Reply>(5s).value();
+  EXPECT_EQ(static_cast<Status>(ack.source), Status::NoRoute);
+  EXPECT_EQ(fwd.metrics().k2k_dead_letters, 1u);
+  Reply r{};
+  EXPECT_EQ(sink.try_receive(r), Status::QueueEmpty);
+}
+
+TEST_P(BackendTest, k2k_across_tenants_is_rejected_and_counted) {
+  KernelHandle fwd = launch("test.forwarder", LaunchOptions{.block_size = 1, .enable_k2k = true, .tenant_id = 1});
+  KernelHandle sink = launch("test.sink", LaunchOptions{.block_size = 1, .enable_k2k = true, .tenant_id = 2});
+  auto c = rt_->connect(fwd, sink);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), ErrorCode::K2KError);
+  ASSERT_TRUE(fwd.send(Item{sink.slot(), 5}).ok());
+  const Reply ack = fwd.receive<Reply>(5s).value();
+  EXPECT_EQ(static_cast<Status>(ack.source), Status::TenantMismatch);
+  EXPECT_EQ(fwd.metrics().k2k_tenant_rejections, 1u);
+}
+
+TEST_P(BackendTest, k2k_pull_mode_lets_the_handler_drain_its_inbox) {
+  KernelHandle pusher = launch("test.pusher", LaunchOptions{.block_size = 1, .enable_k2k = true});
+  KernelHandle puller =
+      launch("test.puller", LaunchOptions{.block_size = 1, .enable_k2k = true, .k2k_delivery = K2KDelivery::Pull});
+  ASSERT_TRUE(rt_->connect(pusher, puller).ok());
+  ASSERT_TRUE(pusher.send(Item{0, 10}).ok());
+  EXPECT_EQ(pusher.receive<Reply>(5s).value().aux, 10u);
+  const Reply r = puller.call<Reply>(Item{1, 0}, 5s).value();
+  EXPECT_EQ(r.aux, 10u);
+  EXPECT_EQ(r.value, 55);
+  EXPECT_EQ(r.source, pusher.slot());
+}
+
+TEST_P(BackendTest, kernel_clock_events_order_after_the_message_stamp) {
+  KernelHandle k = launch("test.clock", LaunchOptions{.block_size = 1});
+  const HlcTimestamp before = rt_->clock().now();
+  const Reply r = k.call<Reply>(Item{0, 0}, 5s).value();
+  EXPECT_EQ(r.thread, 1u);  // kernel tick after message stamp
+  EXPECT_GE(static_cast<std::uint64_t>(r.value), before.physical);
+  EXPECT_GE(rt_->clock().now().physical, r.aux);  // host merged the kernel's stamp
+  EXPECT_GT(k.status().hlc.physical, 0u);
+}
+
+TEST_P(BackendTest, a_kernel_that_terminates_itself_is_seen_by_wait) {
+  KernelHandle k = launch("test.self_stop", LaunchOptions{.block_size = 1});
+  ASSERT_TRUE(k.send(Item{0, -1}).ok());
+  EXPECT_TRUE(k.wait(5s).ok());
+  EXPECT_EQ(k.state(), KernelState::Terminated);
+  EXPECT_EQ(k.receive<Reply>(1s).value().value, -1);  // its last reply is still readable
+}
+
+TEST_P(BackendTest, large_payloads_cross_the_queue_intact) {
+  KernelHandle k = launch("test.big_eater", LaunchOptions{.block_size = 1, .input_queue_capacity = 16});
+  rktest::Big b{};
+  std::int64_t expect = 0;
+  for (unsigned i = 0; i < sizeof b.bytes; ++i) {
+    b.bytes[i] = static_cast<std::uint8_t>(i * 7);
+    expect += b.bytes[i];
+  }
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(k.send(b).ok());
+    EXPECT_EQ(k.receive<Reply>(5s).value().value, expect);
+  }
+}
+
+TEST_P(BackendTest, sends_from_many_threads_all_arrive) {
+  KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 1});
+  constexpr int kThreads = 4, kPer = 2000;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < kPer; ++i) ASSERT_TRUE(k.send(Item{static_cast<std::uint64_t>(t), i}).ok());
+    });
+  std::vector<int> next(kThreads, 0);
+  for (int i = 0; i < kThreads * kPer; ++i) {
+    const Reply r = k.receive<Reply>(10s).value();
+    ASSERT_EQ(r.value, 2 * next[r.seq]++ + 1);  // FIFO per sender
+  }
+  for (auto& t : ts) t.join();
+}
+
+// ---- bad input -------------------------------------------------------------------------
+
+TEST_P(BackendTest, an_unknown_kernel_name_is_an_error_listing_the_registered_ones) {
+  auto k = rt_->launch("no.such.kernel");
+  ASSERT_FALSE(k.ok());
+  EXPECT_EQ(k.error().code(), ErrorCode::UnknownKernel);
+  EXPECT_NE(k.error().message().find("test.echo"), std::string::npos);
+}
+
+TEST_P(BackendTest, invalid_launch_options_are_refused) {
+  auto a = rt_->launch("test.echo", LaunchOptions{.input_queue_capacity = 1000});
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.error().code(), ErrorCode::InvalidArgument);
+  auto b = rt_->launch("test.echo", LaunchOptions{.block_size = 4096});
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().code(), ErrorCode::InvalidArgument);
+  auto c = rt_->launch("test.echo", LaunchOptions{.grid_size = 4});  // actor mode is one block
+  ASSERT_FALSE(c.ok());
+  KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 1});
+  auto dup = rt_->launch("test.echo", LaunchOptions{.block_size = 1});
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code(), ErrorCode::KernelExists);
+}
+
+TEST_P(BackendTest, a_message_of_the_wrong_type_is_refused) {
+  KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 1});
+  auto s = k.send(Other{1});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::UnknownMessageType);
+  EXPECT_EQ(k.try_send(Other{1}), Status::InvalidMessage);
+  auto r = k.receive<Other>(10ms);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::UnknownMessageType);
+}
+
+TEST_P(BackendTest, malformed_bytes_are_rejected_counted_and_lose_nothing) {
+  KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 1});
+  std::vector<std::byte> buf(serialized_size_v<Item>);
+  auto bytes = serialize(Item{7, 3}, std::span<std::byte>(buf));
+  ASSERT_TRUE(k.send_bytes(bytes).ok());
+  EXPECT_EQ(k.receive<Reply>(5s).value().value, 7);
+
+  auto corrupt = [&](auto mutate) {
+    std::vector<std::byte> b(bytes.begin(), bytes.end());
+    mutate(b);
+    return k.send_bytes(b);
+  };
+  auto bad_magic = corrupt([](auto& b) { b[0] = std::byte{0}; });
+  EXPECT_EQ(bad_magic.error().code(), ErrorCode::InvalidMessage);
+  auto bad_version = corrupt([](auto& b) { b[8] = std::byte{9}; });
+  EXPECT_EQ(bad_version.error().code(), ErrorCode::InvalidMessage);
+  auto bad_payload = corrupt([](auto& b) { b[sizeof(MessageHeader)] ^= std::byte{1}; });  // checksum
+  EXPECT_EQ(bad_payload.error().code(), ErrorCode::InvalidMessage);
+  auto oversized = corrupt([](auto& b) {
+    const std::uint32_t huge = kMaxPayloadSize + 1;
+    std::memcpy(b.data() + offsetof(MessageHeader, payload_size), &huge, 4);
+  });
+  EXPECT_EQ(oversized.error().code(), ErrorCode::InvalidMessage);
+  EXPECT_NE(oversized.error().message().find("64 KiB"), std::string::npos);
+  std::vector<std::byte> obuf(serialized_size_v<Other>);
+  auto wrong_type = k.send_bytes(serialize(Other{1}, std::span<std::byte>(obuf)));
+  EXPECT_EQ(wrong_type.error().code(), ErrorCode::UnknownMessageType);
+  EXPECT_EQ(k.metrics().invalid_messages_rejected, 5u);
+  // The kernel still works and nothing was queued by the rejected sends.
+  ASSERT_TRUE(k.send(Item{8, 4}).ok());
+  EXPECT_EQ(k.receive<Reply>(5s).value().seq, 8u);
+}
+
+TEST_P(BackendTest, sending_to_a_terminated_kernel_is_an_error) {
+  KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 1});
+  ASSERT_TRUE(k.terminate().ok());
+  auto s = k.send(Item{1, 1});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::KernelTerminated);
+  EXPECT_EQ(k.try_send(Item{1, 1}), Status::Closed);
+}
+
+TEST_P(BackendTest, invalid_lifecycle_transitions_are_errors) {
+  KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 1, .auto_activate = false});
+  EXPECT_EQ(k.deactivate().error().code(), ErrorCode::InvalidState);  // launched, not active
+  ASSERT_TRUE(k.activate().ok());
+  EXPECT_EQ(k.activate().error().code(), ErrorCode::InvalidState);    // already active
+  ASSERT_TRUE(k.terminate().ok());
+  EXPECT_EQ(k.terminate().error().code(), ErrorCode::InvalidState);   // already terminated
+  EXPECT_EQ(k.activate().error().code(), ErrorCode::InvalidState);
+}
+
+TEST_P(BackendTest, a_full_queue_times_out_without_losing_anything) {
+  KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 1, .input_queue_capacity = 4, .auto_activate = false});
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(k.try_send(Item{static_cast<std::uint64_t>(i), i}), Status::Ok);
+  EXPECT_EQ(k.try_send(Item{9, 9}), Status::QueueFull);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto s = k.send(Item{9, 9}, 50ms);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::QueueFull);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 50ms);
+  ASSERT_TRUE(k.activate().ok());
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(k.receive<Reply>(5s).value().seq, static_cast<std::uint64_t>(i));
+  Reply extra{};
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(k.try_receive(extra), Status::QueueEmpty);
+}
+
+TEST_P(BackendTest, a_receive_times_out_with_a_clear_error) {
+  KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 1});
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = k.receive<Reply>(30ms);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::Timeout);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 30ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+}
+
+TEST_P(BackendTest, dozens_of_kernels_run_at_once_and_park_when_idle) {
+  std::vector<KernelHandle> ks;
+  for (int i = 0; i < 32; ++i)
+    ks.push_back(launch("test.echo", LaunchOptions{.kernel_id = "echo" + std::to_string(i)}));  // default: 256 threads
+  for (int i = 0; i < 32; ++i) ASSERT_TRUE(ks[i].send(Item{static_cast<std::uint64_t>(i), i}).ok());
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(ks[i].receive<Reply>(10s).value().value, 2 * i + 1);
+  if (GetParam() == Backend::Cpu) {
+    std::this_thread::sleep_for(200ms);  // let every kernel reach its parked state
+    const double c0 = process_cpu_seconds();
+    std::this_thread::sleep_for(500ms);
+    const double used = process_cpu_seconds() - c0;
+    EXPECT_LT(used, 0.25) << "32 idle kernels used " << used << " s of CPU in 0.5 s";
+  }
+  EXPECT_EQ(rt_->kernels().size(), 32u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::Values(Backend::Cpu, Backend::Cuda, Backend::Vulkan),
+                         backend_name);

@@ -1,0 +1,210 @@
+// Kernels exercised by the backend test bodies (one definition for every backend).
+#pragma once
+
+#include <ringkernel/ringkernel.hpp>
+
+namespace rktest {
+using namespace ringkernel;
+
+struct Item {
+  std::uint64_t seq;
+  std::int64_t value;
+};
+RK_MESSAGE(Item, "test.Item", seq, value);
+
+struct Reply {
+  std::uint64_t seq;
+  std::int64_t value;
+  std::uint32_t thread;
+  std::uint32_t source;
+  std::uint64_t aux;
+};
+RK_MESSAGE(Reply, "test.Reply", seq, value, thread, source, aux);
+
+struct Other {
+  std::uint64_t x;
+};
+RK_MESSAGE(Other, "test.Other", x);
+
+struct Big {
+  std::uint8_t bytes[4096];
+};
+RK_MESSAGE(Big, "test.Big", bytes);
+
+/// Echo: value * 2 + 1, reports the thread that answered.
+struct Echo {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    out = Reply{in.seq, in.value * 2 + 1, ctx.thread_id(), ctx.message_source(), ctx.correlation_id()};
+    return ctx.mode() == KernelMode::Parallel || ctx.thread_id() == 0;
+  }
+};
+
+struct CounterState {
+  std::int64_t total;
+  std::uint64_t messages;
+};
+RK_GPU_TYPE(CounterState, total, messages);
+
+/// Running total kept in persistent state.
+struct Counter {
+  using Request = Item;
+  using Response = Reply;
+  using State = CounterState;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, CounterState& s, const Item& in, Reply& out) const {
+    if (ctx.thread_id() != 0) return false;
+    s.total += in.value;
+    ++s.messages;
+    out = Reply{in.seq, s.total, 0, 0, s.messages};
+    return true;
+  }
+};
+
+/// Block cooperation: every thread contributes (thread + 1) * value through shared memory
+/// and a barrier; thread 0 sums. Also a warp reduction and a ballot, checked against the
+/// closed form. Needs shared_memory_size >= 8 * block_size.
+struct BlockSum {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    auto* partial = reinterpret_cast<std::int64_t*>(ctx.shared_memory());
+    const std::uint32_t t = ctx.thread_id();
+    partial[t] = std::int64_t{t + 1} * in.value;
+    ctx.sync_threads();
+    const std::int64_t warp_total = ctx.warp_reduce_add(std::int64_t{1});
+    const std::uint32_t odd_lanes = ctx.warp_ballot((ctx.lane_id() & 1u) != 0);
+    if (t != 0) {
+      ctx.sync_threads();
+      return false;
+    }
+    std::int64_t sum = 0;
+    for (std::uint32_t i = 0; i < ctx.block_dim(); ++i) sum += partial[i];
+    ctx.sync_threads();  // nobody reuses `partial` before thread 0 has read it
+    out = Reply{in.seq, sum, ctx.block_dim(), static_cast<std::uint32_t>(warp_total), odd_lanes};
+    return true;
+  }
+};
+
+/// Faults the kernel when it sees value 13.
+struct Faulty {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    if (in.value == 13) {
+      ctx.fail(7);
+      return false;
+    }
+    out = Reply{in.seq, in.value, 0, 0, 0};
+    return ctx.thread_id() == 0;
+  }
+};
+
+/// Parallel kernel that illegally waits on a barrier.
+struct BarrierInParallel {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    if (in.value == 99) ctx.sync_threads();
+    out = Reply{in.seq, in.value, 0, 0, 0};
+    return true;
+  }
+};
+
+/// Forwards value to the K2K destination in `seq` (low 32 bits) and reports the status.
+struct Forwarder {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    if (ctx.thread_id() != 0) return false;
+    const auto dest = static_cast<std::uint32_t>(in.seq & 0xFFFFFFFFu);
+    const Status s = ctx.k2k_send(dest, Item{in.seq, in.value});
+    out = Reply{in.seq, in.value, 0, static_cast<std::uint32_t>(s), ctx.k2k_route_count()};
+    return true;
+  }
+};
+
+/// Reports every K2K message it gets (value + 1000), and host messages as they are.
+struct Sink {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    if (ctx.thread_id() != 0) return false;
+    out = Reply{in.seq, in.value + (ctx.message_source() != 0 ? 1000 : 0), 0, ctx.message_source(), 0};
+    return true;
+  }
+};
+
+/// Pull-mode receiver: on a host message, drains its K2K inbox and reports how many
+/// Other messages it pulled and their sum.
+struct Puller {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    if (ctx.thread_id() != 0) return false;
+    Other o{};
+    std::uint32_t src = 0;
+    std::uint64_t n = 0;
+    std::int64_t sum = 0;
+    while (ctx.k2k_try_receive(o, &src) == Status::Ok) {
+      ++n;
+      sum += static_cast<std::int64_t>(o.x);
+    }
+    out = Reply{in.seq, sum, 0, src, n};
+    return true;
+  }
+};
+
+/// Sends `value` Other messages {1..value} to route 0 (pull-mode peer).
+struct Pusher {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    if (ctx.thread_id() != 0) return false;
+    std::uint64_t sent = 0;
+    for (std::int64_t i = 1; i <= in.value; ++i)
+      if (ctx.k2k_send(ctx.k2k_route(0), Other{static_cast<std::uint64_t>(i)}) == Status::Ok) ++sent;
+    out = Reply{in.seq, in.value, 0, 0, sent};
+    return true;
+  }
+};
+
+/// HLC: returns the message's stamp and a fresh kernel tick (aux = logical of the tick).
+struct Clock {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    if (ctx.thread_id() != 0) return false;
+    const HlcTimestamp msg = ctx.message_timestamp();
+    const HlcTimestamp now = ctx.hlc_tick();
+    const bool after = now.physical > msg.physical || (now.physical == msg.physical && now.logical > msg.logical);
+    out = Reply{in.seq, static_cast<std::int64_t>(msg.physical), after ? 1u : 0u, 0, now.physical};
+    return true;
+  }
+};
+
+/// Terminates itself on value -1.
+struct SelfStop {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    if (in.value == -1) ctx.request_terminate();
+    out = Reply{in.seq, in.value, 0, 0, 0};
+    return ctx.thread_id() == 0;
+  }
+};
+
+/// Takes a 4 KiB payload and replies with a checksum.
+struct BigEater {
+  using Request = Big;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Big& in, Reply& out) const {
+    if (ctx.thread_id() != 0) return false;
+    std::int64_t sum = 0;
+    for (unsigned i = 0; i < sizeof in.bytes; ++i) sum += in.bytes[i];
+    out = Reply{0, sum, 0, 0, 0};
+    return true;
+  }
+};
+
+}  // namespace rktest

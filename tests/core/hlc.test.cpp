@@ -1,0 +1,79 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <thread>
+#include <vector>
+
+#include <ringkernel/hlc.hpp>
+
+using namespace ringkernel;
+
+TEST(Hlc, timestamps_are_totally_ordered_by_physical_logical_node) {
+  EXPECT_LT((HlcTimestamp{1, 5, 9}), (HlcTimestamp{2, 0, 0}));
+  EXPECT_LT((HlcTimestamp{2, 0, 9}), (HlcTimestamp{2, 1, 0}));
+  EXPECT_LT((HlcTimestamp{2, 1, 0}), (HlcTimestamp{2, 1, 1}));
+  EXPECT_EQ((HlcTimestamp{2, 1, 1}), (HlcTimestamp{2, 1, 1}));
+}
+
+TEST(Hlc, ticks_increase_and_track_the_wall_clock) {
+  HlcClock c(3);
+  HlcTimestamp prev = c.tick();
+  const std::uint64_t wall = hlc::wall_clock_us();
+  EXPECT_LE(prev.physical, wall + 1);
+  EXPECT_GE(prev.physical + 1'000'000, wall);
+  for (int i = 0; i < 100000; ++i) {
+    const HlcTimestamp t = c.tick();
+    ASSERT_LT(prev, t);
+    prev = t;
+  }
+  EXPECT_EQ(prev.node_id, 3u);
+  EXPECT_EQ(c.now(), prev);
+}
+
+TEST(Hlc, update_orders_after_the_remote_stamp) {
+  HlcClock c(1);
+  const HlcTimestamp local = c.tick();
+  const HlcTimestamp remote{local.physical + 500, 7, 2};  // slightly ahead, within the bound
+  auto merged = c.update(remote);
+  ASSERT_TRUE(merged.ok());
+  EXPECT_GT(hlc::pack(*merged), hlc::pack(remote));
+  EXPECT_GT(c.tick(), *merged);
+}
+
+TEST(Hlc, an_update_beyond_the_skew_bound_is_an_error_and_changes_nothing) {
+  HlcClock c(1, 1000);
+  const HlcTimestamp before = c.tick();
+  auto r = c.update(HlcTimestamp{hlc::wall_clock_us() + 60'000'000, 0, 2});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::ClockSkew);
+  EXPECT_EQ(c.now(), before);
+}
+
+TEST(Hlc, concurrent_ticks_from_many_threads_never_repeat) {
+  HlcClock c(1);
+  constexpr int kThreads = 4, kPer = 50000;
+  std::vector<std::vector<std::uint64_t>> seen(kThreads);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t)
+    ts.emplace_back([&, t] {
+      seen[t].reserve(kPer);
+      for (int i = 0; i < kPer; ++i) seen[t].push_back(hlc::pack(c.tick()));
+    });
+  for (auto& t : ts) t.join();
+  std::vector<std::uint64_t> all;
+  for (auto& v : seen) {
+    EXPECT_TRUE(std::is_sorted(v.begin(), v.end()));
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end());
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kThreads * kPer));
+}
+
+TEST(Hlc, a_batch_reservation_yields_consecutive_distinct_events) {
+  HlcClock c(1);
+  const HlcTimestamp a = c.tick();
+  const std::uint64_t first = c.tick_batch(100);
+  EXPECT_GT(first, hlc::pack(a));
+  EXPECT_GT(hlc::pack(c.tick()), first + 99);
+}

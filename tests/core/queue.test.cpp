@@ -1,0 +1,172 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ringkernel/queue.hpp>
+
+using namespace ringkernel;
+using namespace std::chrono_literals;
+
+namespace {
+/// Counts live instances: catches leaks and double destruction in queues.
+struct Counted {
+  static inline std::atomic<int> live{0};
+  std::string payload;  // non-trivial on purpose
+  Counted() { ++live; }
+  explicit Counted(std::string s) : payload(std::move(s)) { ++live; }
+  Counted(const Counted& o) : payload(o.payload) { ++live; }
+  Counted(Counted&& o) noexcept : payload(std::move(o.payload)) { ++live; }
+  Counted& operator=(const Counted&) = default;
+  Counted& operator=(Counted&&) noexcept = default;
+  ~Counted() { --live; }
+};
+
+struct Msg64 {
+  std::uint64_t seq;
+  std::uint64_t words[7];
+};
+}  // namespace
+
+TEST(SpscQueue, fills_to_capacity_then_reports_backpressure) {
+  SpscQueue<int> q(4);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(q.try_push(i), Status::Ok);
+  EXPECT_EQ(q.try_push(99), Status::QueueFull);
+  EXPECT_EQ(q.push_or_drop(99), Status::QueueFull);
+  int v = -1;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(q.try_pop(v), Status::Ok);
+    EXPECT_EQ(v, i);
+  }
+  EXPECT_EQ(q.try_pop(v), Status::QueueEmpty);
+  const QueueStats s = q.stats();
+  EXPECT_EQ(s.enqueued, 4u);
+  EXPECT_EQ(s.dequeued, 4u);
+  EXPECT_EQ(s.dropped, 1u);
+  EXPECT_EQ(s.depth, 0u);
+  EXPECT_EQ(s.max_depth, 4u);
+}
+
+TEST(SpscQueue, rounds_capacity_up_to_a_power_of_two) {
+  SpscQueue<int> q(5);
+  EXPECT_EQ(q.capacity(), 8u);
+}
+
+TEST(SpscQueue, batches_publish_and_release_many_at_once) {
+  SpscQueue<int> q(8);
+  std::vector<int> in{1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  EXPECT_EQ(q.try_push_batch(std::span<const int>(in)), 8u);
+  std::vector<int> out(10, 0);
+  EXPECT_EQ(q.try_pop_batch(std::span<int>(out)), 8u);
+  EXPECT_EQ(out[7], 8);
+}
+
+TEST(SpscQueue, blocking_calls_time_out_with_a_status) {
+  SpscQueue<int> q(2);
+  int v;
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(q.pop(v, 20ms), Status::Timeout);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 20ms);
+  ASSERT_EQ(q.try_push(1), Status::Ok);
+  ASSERT_EQ(q.try_push(2), Status::Ok);
+  EXPECT_EQ(q.push(3, 20ms), Status::Timeout);
+}
+
+TEST(SpscQueue, destroys_every_element_exactly_once) {
+  {
+    SpscQueue<Counted> q(16);
+    for (int i = 0; i < 10; ++i) ASSERT_EQ(q.try_push(Counted("x" + std::to_string(i))), Status::Ok);
+    Counted c;
+    for (int i = 0; i < 4; ++i) ASSERT_EQ(q.try_pop(c), Status::Ok);
+    EXPECT_EQ(c.payload, "x3");
+  }
+  EXPECT_EQ(Counted::live.load(), 0);
+  {
+    MpscQueue<Counted> q(16);
+    for (int i = 0; i < 10; ++i) ASSERT_EQ(q.try_push(Counted("y")), Status::Ok);
+  }
+  EXPECT_EQ(Counted::live.load(), 0);
+}
+
+TEST(SpscQueue, two_threads_move_a_million_messages_with_matching_checksums) {
+  SpscQueue<Msg64> q(1024);
+  constexpr std::uint64_t kN = 1'000'000;
+  std::uint64_t produced = 0, consumed = 0;
+  std::thread producer([&] {
+    std::vector<Msg64> batch(32);
+    std::uint64_t i = 0;
+    while (i < kN) {
+      if (i % 3 == 0) {  // mix single and batch pushes
+        Msg64 m{i, {i * 3, 0, 0, 0, 0, 0, i}};
+        if (q.try_push(m) == Status::Ok) {
+          produced += m.words[0];
+          ++i;
+        }
+      } else {
+        const std::uint64_t n = std::min<std::uint64_t>(32, kN - i);
+        for (std::uint64_t k = 0; k < n; ++k) batch[k] = Msg64{i + k, {(i + k) * 3, 0, 0, 0, 0, 0, i + k}};
+        const std::size_t pushed = q.try_push_batch(std::span<const Msg64>(batch.data(), n));
+        for (std::size_t k = 0; k < pushed; ++k) produced += batch[k].words[0];
+        i += pushed;
+      }
+    }
+  });
+  std::vector<Msg64> out(64);
+  std::uint64_t expect = 0;
+  while (expect < kN) {
+    const std::size_t n = q.try_pop_batch(std::span<Msg64>(out));
+    for (std::size_t k = 0; k < n; ++k) {
+      ASSERT_EQ(out[k].seq, expect);
+      ASSERT_EQ(out[k].words[6], expect);
+      consumed += out[k].words[0];
+      ++expect;
+    }
+  }
+  producer.join();
+  EXPECT_EQ(produced, consumed);
+  EXPECT_EQ(q.stats().enqueued, kN);
+  EXPECT_EQ(q.stats().dequeued, kN);
+}
+
+TEST(MpscQueue, many_producers_one_consumer_lose_nothing_and_keep_per_producer_order) {
+  MpscQueue<std::uint64_t> q(256);
+  constexpr int kProducers = 4;
+  constexpr std::uint64_t kPer = 100'000;
+  std::vector<std::thread> ps;
+  for (int p = 0; p < kProducers; ++p)
+    ps.emplace_back([&, p] {
+      for (std::uint64_t i = 0; i < kPer;) {
+        if (q.try_push((std::uint64_t(p) << 32) | i) == Status::Ok) ++i;
+      }
+    });
+  std::vector<std::uint64_t> next(kProducers, 0);
+  std::uint64_t got = 0;
+  while (got < kProducers * kPer) {
+    std::uint64_t v;
+    if (q.try_pop(v) != Status::Ok) continue;
+    const auto p = static_cast<std::size_t>(v >> 32);
+    ASSERT_EQ(v & 0xFFFFFFFFu, next[p]);
+    ++next[p];
+    ++got;
+  }
+  for (auto& t : ps) t.join();
+  EXPECT_EQ(q.stats().enqueued, kProducers * kPer);
+  EXPECT_EQ(q.stats().dequeued, kProducers * kPer);
+}
+
+TEST(MessageQueue, carries_variable_length_messages_behind_the_interface) {
+  SpscMessageQueue q(4, 100);
+  MessageQueue& mq = q;
+  const std::byte a[3] = {std::byte{1}, std::byte{2}, std::byte{3}};
+  EXPECT_EQ(mq.try_enqueue(a), Status::Ok);
+  std::vector<std::byte> big(200);
+  EXPECT_EQ(mq.try_enqueue(big), Status::TooLarge);
+  std::byte out[100];
+  std::size_t n = 0;
+  EXPECT_EQ(mq.try_dequeue(out, n), Status::Ok);
+  EXPECT_EQ(n, 3u);
+  EXPECT_EQ(out[2], std::byte{3});
+  EXPECT_EQ(mq.try_dequeue(out, n), Status::QueueEmpty);
+}
