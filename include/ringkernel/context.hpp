@@ -76,22 +76,10 @@ class RingContext {
   RK_HOST_DEVICE std::uint32_t shared_memory_size() const noexcept { return shared_size_; }
 
   // -- synchronisation ------------------------------------------------------------------
-  /// Block-wide barrier (actor mode only).
-  RK_HOST_DEVICE void sync_threads() noexcept {
-#if RK_DEVICE_PASS
-    __syncthreads();
-#else
-    detail::cpu_sync_threads(cpu_, thread_);
-#endif
-  }
+  /// Block-wide barrier (actor mode only; every thread of the block must reach it).
+  RK_HOST_DEVICE void sync_threads() noexcept;
   /// Warp-wide barrier (actor mode only).
-  RK_HOST_DEVICE void sync_warp() noexcept {
-#if RK_DEVICE_PASS
-    __syncwarp();
-#else
-    detail::cpu_sync_warp(cpu_, thread_);
-#endif
-  }
+  RK_HOST_DEVICE void sync_warp() noexcept;
   /// Memory fence ordering this thread's accesses as seen by the given scope.
   RK_HOST_DEVICE void fence(FenceScope scope) noexcept {
 #if RK_DEVICE_PASS
@@ -174,13 +162,7 @@ class RingContext {
 
   // -- warp collectives (actor mode; every lane of the warp must call) -----------------
   /// Bit i set when lane i's predicate is true.
-  RK_HOST_DEVICE std::uint32_t warp_ballot(bool pred) noexcept {
-#if RK_DEVICE_PASS
-    return __ballot_sync(0xffffffffu, pred);
-#else
-    return detail::cpu_warp_ballot(cpu_, thread_, pred);
-#endif
-  }
+  RK_HOST_DEVICE std::uint32_t warp_ballot(bool pred) noexcept;
   RK_HOST_DEVICE bool warp_any(bool pred) noexcept { return warp_ballot(pred) != 0; }
   RK_HOST_DEVICE bool warp_all(bool pred) noexcept {
     const std::uint32_t active = warp_lane_mask();
@@ -190,17 +172,15 @@ class RingContext {
   template <class T>
   RK_HOST_DEVICE T warp_shuffle(T v, std::uint32_t src_lane) noexcept {
     static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "warp_shuffle moves up to 8 bytes");
-#if RK_DEVICE_PASS
-    return __shfl_sync(0xffffffffu, v, static_cast<int>(src_lane));
-#else
     std::uint64_t bits = 0;
     std::memcpy(&bits, &v, sizeof(T));
-    bits = detail::cpu_warp_exchange(cpu_, thread_, bits, src_lane);
+    bits = warp_exchange(bits, src_lane);
     T out;
     std::memcpy(&out, &bits, sizeof(T));
     return out;
-#endif
   }
+  /// The 64-bit value lane `src_lane` passed (warp_shuffle's primitive).
+  RK_HOST_DEVICE std::uint64_t warp_exchange(std::uint64_t v, std::uint32_t src_lane) noexcept;
   /// Sum of `v` over the warp (every lane receives it).
   template <class T>
   RK_HOST_DEVICE T warp_reduce_add(T v) noexcept {
@@ -271,16 +251,18 @@ class RingContext {
     batch_index_ = batch_index;
   }
   RK_HOST_DEVICE void set_thread(std::uint32_t t) noexcept { thread_ = t; }
-  detail::CpuExec* cpu_ = nullptr;        // CPU backend (host pass)
-  detail::DeviceKernel* device_ = nullptr;  // CUDA backend (device pass)
+  detail::CpuExec* cpu_ = nullptr;          // CPU backend (host pass)
+  const detail::DeviceKernel* device_ = nullptr;  // CUDA backend (device pass)
+  void* device_block_ = nullptr;            // CUDA backend: the block's shared bookkeeping
 
- private:
+  /// Lanes of this thread's warp that run the handler.
   RK_HOST_DEVICE std::uint32_t warp_lane_mask() const noexcept {
     const std::uint32_t first = (thread_ / kWarpSize) * kWarpSize;
     const std::uint32_t lanes = block_dim_ - first < kWarpSize ? block_dim_ - first : kWarpSize;
     return lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
   }
 
+ private:
   std::uint32_t thread_ = 0, block_ = 0, block_dim_ = 1, grid_dim_ = 1, kernel_slot_ = 0;
   KernelMode mode_ = KernelMode::Actor;
   std::byte* shared_ = nullptr;
@@ -297,6 +279,12 @@ class RingContext {
 #include "ringkernel/cuda/device_context.cuh"
 #else
 namespace ringkernel {
+inline void RingContext::sync_threads() noexcept { detail::cpu_sync_threads(cpu_, thread_); }
+inline void RingContext::sync_warp() noexcept { detail::cpu_sync_warp(cpu_, thread_); }
+inline std::uint32_t RingContext::warp_ballot(bool pred) noexcept { return detail::cpu_warp_ballot(cpu_, thread_, pred); }
+inline std::uint64_t RingContext::warp_exchange(std::uint64_t v, std::uint32_t src_lane) noexcept {
+  return detail::cpu_warp_exchange(cpu_, thread_, v, src_lane);
+}
 inline HlcTimestamp RingContext::hlc_tick() noexcept { return detail::cpu_hlc_tick(cpu_); }
 inline HlcTimestamp RingContext::hlc_now() noexcept { return detail::cpu_hlc_now(cpu_); }
 inline Status RingContext::k2k_send_bytes(std::uint32_t dest, TypeId type, const void* payload,

@@ -22,6 +22,7 @@ enum class DeviceError : std::uint32_t {
   BadMessage = 2,        ///< a slot failed validation and was dropped
   BarrierInParallel = 3, ///< sync_threads() called in parallel mode
   K2KOverflow = 4,       ///< a K2K send found its ring full (handler saw QueueFull)
+  DeviceTrap = 5,        ///< the GPU kernel died (trap, illegal address); see the native error
 };
 
 struct alignas(128) ControlBlock {

@@ -42,7 +42,9 @@ struct alignas(kIndexAlign) RingIndices {
   std::uint64_t tail;             ///< next position to write; published with release
   std::uint64_t dropped;          ///< messages the producer discarded under a drop policy
   std::uint32_t producer_closed;  ///< 1 = the producer will write no more
-  std::uint8_t pad0[kIndexAlign - 20];
+  std::uint32_t reserved0;
+  std::uint64_t claim;            ///< multi-producer rings on a device: next position to claim
+  std::uint8_t pad0[kIndexAlign - 32];
   // -- consumer line --
   std::uint64_t head;             ///< next position to read; published with release
   std::uint64_t max_depth;        ///< largest depth the consumer has observed
@@ -50,7 +52,13 @@ struct alignas(kIndexAlign) RingIndices {
   std::uint8_t pad1[kIndexAlign - 20];
 };
 static_assert(sizeof(RingIndices) == 2 * kIndexAlign);
+static_assert(offsetof(RingIndices, tail) == 0);
+static_assert(offsetof(RingIndices, dropped) == 8);
+static_assert(offsetof(RingIndices, producer_closed) == 16);
+static_assert(offsetof(RingIndices, claim) == 24);
 static_assert(offsetof(RingIndices, head) == kIndexAlign);
+static_assert(offsetof(RingIndices, max_depth) == kIndexAlign + 8);
+static_assert(offsetof(RingIndices, consumer_closed) == kIndexAlign + 16);
 
 /// Counters of one queue. enqueued/dequeued are the ring positions themselves.
 struct QueueStats {

@@ -38,6 +38,16 @@ bool accepts_messages(KernelState s) noexcept {
   return s == KernelState::Launched || s == KernelState::Active || s == KernelState::Deactivated;
 }
 constexpr Duration kHealthInterval = std::chrono::milliseconds(1);
+constexpr std::uint8_t kSkipFlag = 1u << 7;  // parallel-mode slot without a response (cuda/device_kernel.hpp)
+
+bool is_skip(const std::byte* cell) noexcept {
+  return (static_cast<std::uint8_t>(cell[offsetof(Envelope, flags)]) & kSkipFlag) != 0;
+}
+
+/// Consumes "no response" markers at the head of the output ring (consumer lock held).
+void drop_skips(RingConsumer<>& c) noexcept {
+  while (c.available(1) != 0 && is_skip(c.slot(0))) c.release(1);
+}
 
 /// Spin briefly, then yield, then sleep in growing steps: the waiting policy of blocking
 /// host calls on backends without a doorbell.
@@ -110,10 +120,10 @@ Status KernelCore::try_send_raw(TypeId type, const void* payload, std::uint32_t 
   if (size != request_size) return Status::TooLarge;
   std::lock_guard lock(send_lock);
   if (producer.reserve(1) == 0) return Status::QueueFull;
-  std::byte* slot = producer.slot(0);
+  std::byte* cell = producer.slot(0);
   Envelope env{type, corr, host_clock->tick(), size, 0, static_cast<std::uint8_t>(prio), 0};
-  std::memcpy(slot, &env, sizeof env);
-  std::memcpy(slot + sizeof(Envelope), payload, size);
+  std::memcpy(cell, &env, sizeof env);
+  std::memcpy(cell + sizeof(Envelope), payload, size);
   producer.publish(1);
   if (kernel_doorbell) kernel_doorbell->ring();
   return Status::Ok;
@@ -130,10 +140,10 @@ std::size_t KernelCore::try_send_batch_raw(TypeId type, const std::byte* payload
   const std::uint64_t first = host_clock->tick_batch(n);
   const std::uint64_t node = host_clock->node_id();
   for (std::uint32_t i = 0; i < n; ++i) {
-    std::byte* slot = producer.slot(i);
+    std::byte* cell = producer.slot(i);
     Envelope env{type, 0, hlc::unpack(first + i, node), size, 0, static_cast<std::uint8_t>(Priority::Normal), 0};
-    std::memcpy(slot, &env, sizeof env);
-    std::memcpy(slot + sizeof(Envelope), payloads + std::size_t{i} * size, size);
+    std::memcpy(cell, &env, sizeof env);
+    std::memcpy(cell + sizeof(Envelope), payloads + std::size_t{i} * size, size);
   }
   producer.publish(n);
   if (kernel_doorbell) kernel_doorbell->ring();
@@ -152,15 +162,16 @@ Status KernelCore::try_receive_raw(TypeId type, void* out, std::uint32_t size, E
     stash.pop_front();
     return Status::Ok;
   }
+  drop_skips(consumer);
   if (consumer.available(1) == 0) {
     if (load_acquire(&control->has_terminated) != 0)
       return load_acquire(&control->last_error) ? Status::Faulted : Status::Closed;
     return Status::QueueEmpty;
   }
-  const std::byte* slot = consumer.slot(0);
+  const std::byte* cell = consumer.slot(0);
   Envelope env;
-  std::memcpy(&env, slot, sizeof env);
-  std::memcpy(out, slot + sizeof env, size);
+  std::memcpy(&env, cell, sizeof env);
+  std::memcpy(out, cell + sizeof env, size);
   consumer.release(1);
   (void)host_clock->update(env.timestamp);  // a skewed kernel stamp leaves the host clock as is
   if (env_out) *env_out = env;
@@ -181,14 +192,17 @@ std::size_t KernelCore::try_receive_batch_raw(TypeId type, std::byte* out, std::
   const std::uint32_t n = consumer.available(want);
   if (n == 0) return done;
   HlcTimestamp last{};
+  std::size_t copied = 0;
   for (std::uint32_t i = 0; i < n; ++i) {
-    const std::byte* slot = consumer.slot(i);
-    std::memcpy(out + (done + i) * size, slot + sizeof(Envelope), size);
-    if (i + 1 == n) std::memcpy(&last, slot + offsetof(Envelope, timestamp), sizeof last);
+    const std::byte* cell = consumer.slot(i);
+    if (is_skip(cell)) continue;
+    std::memcpy(out + (done + copied) * size, cell + sizeof(Envelope), size);
+    std::memcpy(&last, cell + offsetof(Envelope, timestamp), sizeof last);
+    ++copied;
   }
   consumer.release(n);
-  (void)host_clock->update(last);  // one merge per batch: the latest stamp dominates
-  return done + n;
+  if (copied) (void)host_clock->update(last);  // one merge per batch: the latest stamp dominates
+  return done + copied;
 }
 
 Result<void> KernelCore::wait_send(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,
@@ -315,17 +329,17 @@ Result<void> KernelCore::call_raw(TypeId req_type, const void* req, std::uint32_
           return {};
         }
       }
-      while (consumer.available(1) != 0) {
-        const std::byte* slot = consumer.slot(0);
+      while ((drop_skips(consumer), consumer.available(1)) != 0) {
+        const std::byte* cell = consumer.slot(0);
         Envelope env;
-        std::memcpy(&env, slot, sizeof env);
+        std::memcpy(&env, cell, sizeof env);
         (void)host_clock->update(env.timestamp);
         if (env.correlation_id == corr) {
-          std::memcpy(resp, slot + sizeof env, resp_size);
+          std::memcpy(resp, cell + sizeof env, resp_size);
           consumer.release(1);
           return {};
         }
-        stash.emplace_back(slot, slot + sizeof env + env.payload_size);
+        stash.emplace_back(cell, cell + sizeof env + env.payload_size);
         consumer.release(1);
       }
     }

@@ -8,21 +8,32 @@
 namespace ringkernel::detail {
 
 struct BackendPlugin;
+struct DeviceKernel;
 
 /// Launch parameters the CUDA runtime passes to a handler's launcher.
-struct CudaLaunch;
+struct CudaLaunch {
+  std::uint32_t grid;
+  std::uint32_t threads;
+  std::uint32_t shared_bytes;
+  void* stream;  ///< cudaStream_t
+  const DeviceKernel* kernel;
+  bool cooperative;
+};
 
 struct CudaProgram {
-  /// The CUDA backend plugin (links ringkernel::cuda).
+  /// The CUDA backend plugin (defined in ringkernel::cuda).
   const BackendPlugin* plugin;
-  /// Pointer to the __global__ persistent kernel (for occupancy queries and launch).
+  /// The __global__ persistent kernel (occupancy queries, eager module loading).
   const void* kernel_function;
   std::uint32_t state_size;
   std::uint32_t state_align;
   /// Writes the handler's initial state (HandlerTraits<H>::initial_state()).
   void (*init_state)(void* host_state);
-  /// Launches the persistent kernel with the given parameters; returns cudaError_t.
+  /// Launches the persistent kernel; returns the cudaError_t as int.
   int (*launch)(const CudaLaunch& params);
 };
+
+/// The CUDA backend's plugin record (ringkernel::cuda links it).
+const BackendPlugin* cuda_backend_plugin() noexcept;
 
 }  // namespace ringkernel::detail

@@ -1,0 +1,95 @@
+// ringkernel/cuda/device_kernel.hpp — what a persistent CUDA kernel knows about itself.
+// Plain data shared by the host runtime (src/cuda) and the device loop
+// (persistent_kernel.cuh); no CUDA headers needed.
+//
+// Memory placement (decided by what each side polls):
+//   mapped pinned host memory: ControlBlock, TelemetryBuffer, host<->kernel rings, the K2K
+//     route table the host edits (RouteTable), device-written counters the host reads;
+//   device memory: DeviceKernel itself, handler state, HLC state, K2K rings, the per-batch
+//     dispatch words of parallel mode, the tenant directory.
+#pragma once
+
+#include <cstdint>
+
+#include "ringkernel/control.hpp"
+#include "ringkernel/queue.hpp"
+#include "ringkernel/telemetry.hpp"
+
+namespace ringkernel::detail {
+
+inline constexpr std::uint32_t kDeviceMaxRoutes = 16;
+inline constexpr std::uint32_t kPollerWarps = 1;
+/// Envelope flag: slot carries no response (parallel mode keeps one output slot per input).
+inline constexpr std::uint8_t kEnvelopeSkip = 1u << 7;
+
+struct RouteEntry {
+  std::uint32_t peer;     ///< destination slot (outbound) or source slot (inbound)
+  std::uint32_t reserved;
+  RingView view;          ///< ring in device memory
+};
+
+/// Edited by the host (connect), read by the kernel: entries are written first, then the
+/// count with a release store; the kernel's poller acquires the count.
+struct RouteTable {
+  std::uint32_t out_count;
+  std::uint32_t in_count;
+  std::uint8_t pad[kIndexAlign - 8];
+  RouteEntry out[kDeviceMaxRoutes];
+  RouteEntry in[kDeviceMaxRoutes];
+};
+
+/// Counters the kernel mirrors for the host (mapped memory, plain stores by the leader).
+struct alignas(64) DeviceCounters {
+  std::uint64_t dead_letters;
+  std::uint64_t tenant_rejections;
+  std::uint64_t k2k_sent;
+  std::uint64_t started;  ///< 1 once the loop runs (launch check)
+  std::uint64_t reserved[4];
+};
+
+/// Device-memory words the kernel updates with device-scope atomics.
+struct alignas(128) DeviceWork {
+  std::uint64_t hlc;              ///< packed HLC state (hlc::pack)
+  std::uint64_t dead_letters;
+  std::uint64_t tenant_rejections;
+  std::uint64_t k2k_sent;
+  std::uint32_t fault;            ///< first fault code of any block
+  std::uint32_t terminate;        ///< a handler asked to terminate
+  std::uint32_t exited_blocks;
+  std::uint32_t reserved0;
+  // parallel mode with several blocks: the batch block 0 hands out
+  std::uint64_t batch_epoch;
+  std::uint64_t batch_start;      ///< first input position
+  std::uint64_t batch_out;        ///< first output position
+  std::uint32_t batch_n;
+  std::uint32_t batch_source;     ///< 0 = host ring, r + 1 = inbound route r
+  std::uint32_t batch_done;       ///< blocks finished with the current epoch
+  std::uint32_t stop;             ///< block 0 tells the others to leave
+  std::uint64_t batch_hlc;        ///< packed HLC of the batch's first response
+};
+
+/// Everything the loop needs, in device memory, constant after launch.
+struct DeviceKernel {
+  RingView input;                 // host -> kernel (mapped)
+  RingView output;                // kernel -> host (mapped)
+  ControlBlock* control;          // mapped
+  TelemetryBuffer* telemetry;     // mapped
+  RouteTable* routes;             // mapped
+  DeviceCounters* counters;       // mapped
+  DeviceWork* work;               // device
+  void* state;                    // device
+  const std::int64_t* tenants;    // device directory: tenant of each slot, -1 = free
+  std::int64_t clock_offset_us;   // wall clock µs = globaltimer ns / 1000 + offset
+  std::uint64_t node_id;
+  std::uint64_t tenant_id;
+  std::uint32_t slot;
+  std::uint32_t block_size;       // handler threads per block
+  std::uint32_t grid_size;
+  std::uint32_t mode;             // KernelMode
+  std::uint32_t shared_size;      // user scratch bytes
+  std::uint32_t pull_mode;        // K2KDelivery::Pull
+  std::uint32_t k2k_enabled;
+  std::uint32_t directory_size;
+};
+
+}  // namespace ringkernel::detail

@@ -1,0 +1,458 @@
+// ringkernel/cuda/persistent_kernel.cuh — the persistent loop of a CUDA kernel,
+// instantiated per handler by RK_KERNEL when compiled with nvcc.
+//
+// Block layout: ceil(block_size / 32) handler warps, then one poller warp.
+//  * The poller warp (block 0 only) polls the words the host writes in mapped memory —
+//    the input ring's tail, is_active, should_terminate, the K2K route counts — and
+//    mirrors them into shared memory (acquire at system scope, then release at CTA scope,
+//    so the chain host release -> poller acquire -> poller release -> leader acquire orders
+//    the slot reads after the host's slot writes). The leader's own polling then costs
+//    shared-memory and L2 latency, not a PCIe round trip per iteration, which keeps K2K
+//    delivery fast while host input is watched.
+//  * Thread 0 is the leader: it picks the next batch (K2K inbound rings first, then the
+//    host ring), hands it to the handler threads through shared memory, and after a
+//    barrier releases the input slots and publishes the responses with one release store.
+//  * Actor mode: the message is staged in shared memory and every handler thread calls the
+//    handler on it; thread 0's response is written. Parallel mode: thread i takes message
+//    i; with several blocks, block 0 hands out batches through device memory and every
+//    block writes its responses at the input's positions (kEnvelopeSkip marks "no
+//    response"), so the output keeps the input order without a grid-wide scan.
+// Idle loops back off with __nanosleep. Named barrier 1 syncs handler threads only (the
+// poller never joins it); a handler's sync_threads() uses the same barrier.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "ringkernel/cuda/device_context.cuh"
+#include "ringkernel/cuda/device_kernel.hpp"
+#include "ringkernel/cuda/program.hpp"
+#include "ringkernel/registry.hpp"
+
+namespace ringkernel::detail {
+
+enum LoopCommand : std::uint32_t { kCmdNone = 0, kCmdBatch = 1, kCmdExit = 2 };
+
+inline constexpr std::uint32_t kActorBatch = 64;
+
+__device__ inline void handler_barrier(std::uint32_t hthreads) {
+  if (hthreads == 32) {
+    __syncwarp();
+  } else {
+    asm volatile("bar.sync 1, %0;" ::"r"(hthreads) : "memory");
+  }
+}
+
+__device__ inline std::uint32_t shared_load_acquire(const std::uint32_t* p) {
+  return load_acquire<Scope::Block>(p);
+}
+
+/// The poller warp's loop (lane 0 of block 0).
+__device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
+  ControlBlock* c = dk->control;
+  const RingIndices* in = dk->input.indices;
+  std::uint64_t last_tail = 0, beats = 0;
+  std::uint32_t idle = 0;
+  while (*reinterpret_cast<volatile std::uint32_t*>(&bs->exit) == 0) {
+    // Independent loads, issued together: one PCIe round trip per iteration.
+    const std::uint64_t tail = load_acquire<Scope::System>(&in->tail);
+    const std::uint32_t active = load_acquire<Scope::System>(&c->is_active);
+    const std::uint32_t term = load_acquire<Scope::System>(&c->should_terminate);
+    const std::uint32_t oc = load_acquire<Scope::System>(&dk->routes->out_count);
+    const std::uint32_t ic = load_acquire<Scope::System>(&dk->routes->in_count);
+    bs->active = active;
+    bs->terminate = term;
+    store_release<Scope::Block>(&bs->out_count_seen, oc);
+    store_release<Scope::Block>(&bs->in_count_seen, ic);
+    store_release<Scope::Block>(&bs->host_tail, tail);  // pairs with the leader's acquire
+    if ((++beats & 1023u) == 0) store_relaxed(&c->heartbeat, beats);
+    if (tail != last_tail) {
+      last_tail = tail;
+      idle = 0;
+    } else if (++idle > 256) {
+      __nanosleep(idle > 4096 ? 2000 : 200);
+    }
+  }
+}
+
+/// Reads route entries the host appended (mapped memory, volatile: never from a stale line).
+__device__ inline void copy_route(RouteEntry& dst, const RouteEntry* src) {
+  const volatile std::uint64_t* s = reinterpret_cast<const volatile std::uint64_t*>(src);
+  std::uint64_t* d = reinterpret_cast<std::uint64_t*>(&dst);
+  for (unsigned i = 0; i < sizeof(RouteEntry) / 8; ++i) d[i] = s[i];
+}
+
+__device__ inline void leader_refresh_routes(const DeviceKernel* dk, BlockShared* bs) {
+  const std::uint32_t oc = shared_load_acquire(&bs->out_count_seen);
+  while (bs->out_count < oc && bs->out_count < kDeviceMaxRoutes) {
+    copy_route(bs->out_routes[bs->out_count], &dk->routes->out[bs->out_count]);
+    ++bs->out_count;
+  }
+  const std::uint32_t ic = shared_load_acquire(&bs->in_count_seen);
+  while (bs->in_count < ic && bs->in_count < kDeviceMaxRoutes) {
+    copy_route(bs->in_routes[bs->in_count], &dk->routes->in[bs->in_count]);
+    bs->in_heads[bs->in_count] = 0;
+    ++bs->in_count;
+  }
+}
+
+/// Writes one output slot (envelope + payload) with 16-byte stores.
+template <class Resp>
+__device__ inline void write_response(std::byte* slot, const Envelope& env, const Resp& resp) {
+  constexpr std::uint32_t kBytes = slot_size_for(sizeof(Resp));
+  alignas(16) unsigned char buf[kBytes];
+  memcpy(buf, &env, sizeof env);
+  memcpy(buf + sizeof env, &resp, sizeof(Resp));
+  dev_copy16(slot, buf, (static_cast<std::uint32_t>(sizeof(Envelope) + sizeof(Resp)) + 15u) & ~15u);
+}
+
+template <class Req>
+__device__ inline bool read_request(const std::byte* slot, Envelope& env, Req& req) {
+  constexpr std::uint32_t kBytes = slot_size_for(sizeof(Req));
+  alignas(16) unsigned char buf[kBytes];
+  dev_copy16(buf, slot, (static_cast<std::uint32_t>(sizeof(Envelope) + sizeof(Req)) + 15u) & ~15u);
+  memcpy(&env, buf, sizeof env);
+  if (env.type_id != type_id_v<Req> || env.payload_size != sizeof(Req)) return false;
+  memcpy(&req, buf + sizeof env, sizeof(Req));
+  return true;
+}
+
+__device__ inline void record_latency(const DeviceKernel* dk, BlockShared* bs, const HlcTimestamp& ts) {
+  const std::uint64_t now = dev_wall_us(dk);
+  const unsigned long long lat = now > ts.physical ? now - ts.physical : 0;
+  atomicAdd(reinterpret_cast<unsigned long long*>(&bs->lat_total), lat);
+  atomicMin(reinterpret_cast<unsigned long long*>(&bs->lat_min), lat);
+  atomicMax(reinterpret_cast<unsigned long long*>(&bs->lat_max), lat);
+}
+
+template <class H>
+__global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __restrict__ dk) {
+  using Traits = HandlerTraits<H>;
+  using Req = typename Traits::Request;
+  using Resp = typename Traits::Response;
+  using State = typename Traits::State;
+
+  extern __shared__ __align__(16) unsigned char rk_smem[];
+  auto* bs = reinterpret_cast<BlockShared*>(rk_smem);
+  unsigned char* staging = rk_smem + ((sizeof(BlockShared) + 15) & ~std::size_t{15});
+  const bool actor = dk->mode == static_cast<std::uint32_t>(KernelMode::Actor);
+  std::byte* user_shared =
+      reinterpret_cast<std::byte*>(staging + (actor ? slot_size_for(sizeof(Req)) : 0u));
+  const std::uint32_t tid = threadIdx.x;
+  const std::uint32_t hthreads = (dk->block_size + 31u) & ~31u;
+  const std::uint32_t grid = dk->grid_size;
+  const bool block0 = blockIdx.x == 0;
+  DeviceWork* w = dk->work;
+  ControlBlock* control = dk->control;
+
+  if (tid == 0) {
+    memset(bs, 0, sizeof(BlockShared));
+    bs->lat_min = ~0ull;
+  }
+  __syncthreads();  // the only full-block barrier: after it the poller never meets the others
+  if (tid >= hthreads) {
+    if (block0 && tid == hthreads) poller_loop(dk, bs);
+    return;
+  }
+
+  const H handler{};
+  State& state = *static_cast<State*>(dk->state);
+  RingContext ctx(RingContext::Init{tid, blockIdx.x, dk->block_size, grid, dk->slot,
+                                    static_cast<KernelMode>(dk->mode), user_shared, dk->shared_size});
+  ctx.device_ = dk;
+  ctx.device_block_ = bs;
+
+  // Leader-private state (thread 0 of each block; block 0 drives).
+  std::uint64_t in_head = 0;           // host ring
+  RingProducer<Scope::System> out;     // kernel -> host
+  std::uint32_t acked = ~0u;
+  std::uint64_t processed = 0, epoch = 0;
+  if (tid == 0 && block0) {
+    out = RingProducer<Scope::System>(dk->output);
+    in_head = load_relaxed<Scope::System>(&dk->input.indices->head);
+    store_relaxed(&dk->counters->started, 1ull);
+  }
+  const std::uint32_t max_batch = actor ? kActorBatch : dk->block_size * grid;
+
+  for (;;) {
+    // ---- the leader of block 0 picks the next batch ---------------------------------------
+    if (tid == 0 && block0) {
+      std::uint32_t cmd = kCmdNone, spins = 0;
+      while (cmd == kCmdNone) {
+        if (*reinterpret_cast<volatile std::uint32_t*>(&bs->terminate) != 0 ||
+            *reinterpret_cast<volatile std::uint32_t*>(&w->terminate) != 0 ||
+            *reinterpret_cast<volatile std::uint32_t*>(&w->fault) != 0) {
+          cmd = kCmdExit;
+          break;
+        }
+        const std::uint32_t active = *reinterpret_cast<volatile std::uint32_t*>(&bs->active);
+        if (active != acked) {
+          acked = active;
+          store_release<Scope::System>(&control->acked_active, acked);  // deactivate() waits on it
+        }
+        if (!active) {
+          __nanosleep(500);
+          continue;
+        }
+        leader_refresh_routes(dk, bs);
+        // K2K inbound rings (device memory, L2 latency) before the host ring.
+        if (!dk->pull_mode) {
+          for (std::uint32_t r = 0; r < bs->in_count && cmd == kCmdNone; ++r) {
+            const std::uint64_t t = load_acquire<Scope::Device>(&bs->in_routes[r].view.indices->tail);
+            if (t != bs->in_heads[r]) {
+              const std::uint64_t avail = t - bs->in_heads[r];
+              bs->n = static_cast<std::uint32_t>(avail < max_batch ? avail : max_batch);
+              bs->start = bs->in_heads[r];
+              bs->source = r + 1;
+              cmd = kCmdBatch;
+            }
+          }
+        }
+        if (cmd == kCmdNone) {
+          const std::uint64_t t = load_acquire<Scope::Block>(&bs->host_tail);  // pairs with poller_loop
+          if (t != in_head) {
+            const std::uint64_t avail = t - in_head;
+            bs->n = static_cast<std::uint32_t>(avail < max_batch ? avail : max_batch);
+            bs->start = in_head;
+            bs->source = 0;
+            cmd = kCmdBatch;
+          }
+        }
+        if (cmd == kCmdBatch && !actor) {
+          // Parallel mode writes one output slot per input: wait for room for the batch.
+          while (out.reserve(bs->n) < bs->n) {
+            if (*reinterpret_cast<volatile std::uint32_t*>(&bs->terminate) != 0) {
+              cmd = kCmdExit;
+              break;
+            }
+            __nanosleep(200);
+          }
+          bs->out_base = out.position();
+          if (cmd == kCmdBatch) {
+            // One HLC merge per batch: the last message carries the batch's latest stamp
+            // (FIFO from one stamping producer), then n events are reserved for the responses.
+            const RingView& v = bs->source == 0 ? dk->input : bs->in_routes[bs->source - 1].view;
+            HlcTimestamp last;
+            const volatile std::uint64_t* ts = reinterpret_cast<const volatile std::uint64_t*>(
+                v.slot(bs->start + bs->n - 1) + offsetof(Envelope, timestamp));
+            last.physical = ts[0];
+            last.logical = ts[1];
+            last.node_id = ts[2];
+            dev_hlc_merge(dk, last);
+            bs->hlc_first = dev_hlc_tick(dk, bs->n);
+          }
+        }
+        if (cmd == kCmdNone && ++spins > 64) __nanosleep(spins > 4096 ? 1000 : 64);
+      }
+      bs->cmd = cmd;
+      if (grid > 1) {  // hand the batch to the other blocks (device memory)
+        w->batch_start = bs->start;
+        w->batch_out = bs->out_base;
+        w->batch_n = bs->n;
+        w->batch_source = bs->source;
+        w->batch_hlc = bs->hlc_first;
+        w->stop = cmd == kCmdExit ? 1u : 0u;
+        store_release<Scope::Device>(&w->batch_epoch, ++epoch);  // pairs with the blocks' acquire
+      }
+    } else if (tid == 0) {
+      // other blocks (parallel mode): wait for the next epoch from block 0
+      while (load_acquire<Scope::Device>(&w->batch_epoch) == epoch) __nanosleep(100);
+      ++epoch;
+      bs->cmd = *reinterpret_cast<volatile std::uint32_t*>(&w->stop) != 0 ? kCmdExit : kCmdBatch;
+      bs->hlc_first = w->batch_hlc;
+      bs->start = w->batch_start;
+      bs->out_base = w->batch_out;
+      bs->n = w->batch_n;
+      bs->source = w->batch_source;
+      leader_refresh_routes(dk, bs);
+    }
+    handler_barrier(hthreads);
+    if (bs->cmd == kCmdExit) break;
+
+    // ---- process the batch -----------------------------------------------------------------
+    const std::uint32_t n = bs->n;
+    const std::uint32_t source = bs->source;
+    const RingView& in_view = source == 0 ? dk->input : bs->in_routes[source - 1].view;
+    if (actor) {
+      for (std::uint32_t i = 0; i < n; ++i) {
+        if (tid < 32) {  // warp 0 stages the slot in shared memory
+          const std::byte* slot = in_view.slot(bs->start + i);
+          const std::uint32_t words = slot_size_for(sizeof(Req)) / 16;
+          for (std::uint32_t k = tid; k < words; k += 32)
+            reinterpret_cast<uint4*>(staging)[k] = const_cast<const uint4&>(reinterpret_cast<const volatile uint4*>(slot)[k]);
+        }
+        handler_barrier(hthreads);
+        Envelope env;
+        memcpy(&env, staging, sizeof env);
+        const bool valid = env.type_id == type_id_v<Req> && env.payload_size == sizeof(Req);
+        Resp resp{};
+        bool emit = false;
+        if (valid && tid < dk->block_size) {
+          if (tid == 0) dev_hlc_merge(dk, env.timestamp);
+          ctx.set_message(env.timestamp, env.correlation_id, source == 0 ? 0u : bs->in_routes[source - 1].peer + 1, 0);
+          emit = Traits::invoke(handler, ctx, state, *reinterpret_cast<const Req*>(staging + sizeof(Envelope)), resp);
+        }
+        if (tid == 0) {
+          if (!valid) {
+            ++bs->dropped;
+          } else {
+            record_latency(dk, bs, env.timestamp);
+            ++processed;
+            if (Traits::has_response && emit && bs->fault == 0) {
+              while (out.reserve(bs->emitted + 1) < bs->emitted + 1) {
+                if (bs->emitted) {  // let the host drain what is ready
+                  __threadfence_system();
+                  out.publish(bs->emitted);
+                  bs->emitted = 0;
+                }
+                if (*reinterpret_cast<volatile std::uint32_t*>(&bs->terminate) != 0) break;
+                __nanosleep(200);
+              }
+              if (out.reserve(bs->emitted + 1) >= bs->emitted + 1) {
+                const Envelope re{type_id_v<Resp>, env.correlation_id, hlc::unpack(dev_hlc_tick(dk), dk->node_id),
+                                  static_cast<std::uint32_t>(sizeof(Resp)), static_cast<std::uint16_t>(dk->slot + 1),
+                                  static_cast<std::uint8_t>(Priority::Normal), kEnvelopeResponse};
+                write_response(out.slot(bs->emitted), re, resp);
+                ++bs->emitted;
+              } else {
+                ++bs->dropped;  // terminating with a full output queue
+              }
+            }
+          }
+        }
+        handler_barrier(hthreads);  // staging is reused by the next message
+        if (bs->fault != 0) break;
+      }
+    } else {
+      // Parallel: message index = block offset + thread.
+      const std::uint32_t idx = blockIdx.x * dk->block_size + tid;
+      if (tid < dk->block_size && idx < n) {
+        Envelope env;
+        Req req;
+        Resp resp{};
+        bool emit = false;
+        const bool valid = read_request(in_view.slot(bs->start + idx), env, req);
+        if (valid) {
+          ctx.set_message(env.timestamp, env.correlation_id, source == 0 ? 0u : bs->in_routes[source - 1].peer + 1, idx);
+          emit = Traits::invoke(handler, ctx, state, req, resp);
+          record_latency(dk, bs, env.timestamp);
+        } else {
+          atomicAdd(reinterpret_cast<unsigned long long*>(&bs->dropped), 1ull);
+        }
+        const std::uint64_t pos = bs->out_base + idx;
+        std::byte* slot = dk->output.slot(pos);
+        const Envelope re{type_id_v<Resp>, env.correlation_id, hlc::unpack(bs->hlc_first + idx, dk->node_id),
+                          static_cast<std::uint32_t>(sizeof(Resp)), static_cast<std::uint16_t>(dk->slot + 1),
+                          static_cast<std::uint8_t>(Priority::Normal),
+                          static_cast<std::uint8_t>(kEnvelopeResponse | ((Traits::has_response && emit) ? 0 : kEnvelopeSkip))};
+        write_response(slot, re, resp);
+      }
+    }
+    handler_barrier(hthreads);
+
+    // ---- the leaders release input and publish output ------------------------------------
+    if (tid == 0) {
+      if (!block0) {
+        __threadfence();
+        atomicAdd(&w->batch_done, 1u);  // block 0 waits for every block
+      } else {
+        if (grid > 1) {
+          while (*reinterpret_cast<volatile std::uint32_t*>(&w->batch_done) != grid - 1) __nanosleep(50);
+          __threadfence();
+          w->batch_done = 0;
+        }
+        const std::uint64_t next = bs->start + n;
+        if (source == 0) {
+          in_head = next;
+          store_release<Scope::System>(&dk->input.indices->head, next);  // host producer reserve()
+        } else {
+          bs->in_heads[source - 1] = next;
+          store_release<Scope::Device>(&bs->in_routes[source - 1].view.indices->head, next);
+        }
+        if (!actor) {
+          processed += n;
+          bs->emitted = n;
+        }
+        if (bs->emitted) {
+          __threadfence_system();  // every handler thread's slot writes before the tail
+          out.publish(bs->emitted);
+          bs->emitted = 0;
+        }
+        // Telemetry and counters: plain stores to mapped memory (the host reads them).
+        TelemetryBuffer* t = dk->telemetry;
+        store_relaxed(&t->messages_processed, processed);
+        store_relaxed(&t->messages_dropped, bs->dropped + load_relaxed<Scope::Device>(&w->dead_letters));
+        store_relaxed(&t->total_latency_us, bs->lat_total);
+        store_relaxed(&t->min_latency_us, bs->lat_min);
+        store_relaxed(&t->max_latency_us, bs->lat_max);
+        store_relaxed(&t->input_queue_depth, static_cast<std::uint32_t>(load_relaxed<Scope::Block>(&bs->host_tail) - in_head));
+        store_relaxed(&t->k2k_sent, load_relaxed<Scope::Device>(&w->k2k_sent));
+        store_relaxed(&control->messages_processed, processed);
+        store_relaxed(&control->messages_dropped, bs->dropped);
+        const HlcTimestamp h = hlc::unpack(load_relaxed<Scope::Device>(&w->hlc), dk->node_id);
+        store_relaxed(&control->hlc.physical, h.physical);
+        store_relaxed(&control->hlc.logical, h.logical);
+        store_relaxed(&control->hlc.node_id, h.node_id);
+        store_relaxed(&dk->counters->dead_letters, load_relaxed<Scope::Device>(&w->dead_letters));
+        store_relaxed(&dk->counters->tenant_rejections, load_relaxed<Scope::Device>(&w->tenant_rejections));
+        store_relaxed(&dk->counters->k2k_sent, load_relaxed<Scope::Device>(&w->k2k_sent));
+      }
+    }
+  }
+
+  // ---- exit: the last block out reports termination --------------------------------------
+  if (tid == 0) {
+    if (block0) {
+      if (grid > 1) {  // release blocks still waiting for an epoch
+        w->stop = 1;
+        store_release<Scope::Device>(&w->batch_epoch, ++epoch);
+      }
+      *reinterpret_cast<volatile std::uint32_t*>(&bs->exit) = 1;  // the poller leaves
+      const std::uint32_t fault = *reinterpret_cast<volatile std::uint32_t*>(&w->fault);
+      if (fault != 0) {
+        store_release<Scope::System>(&control->last_error, fault);
+        store_relaxed(&dk->telemetry->last_error, fault);
+      }
+    }
+    __threadfence_system();
+    if (atomicAdd(&w->exited_blocks, 1u) == grid - 1)
+      store_release<Scope::System>(&control->has_terminated, 1u);  // host: wait()/check_health()
+  }
+}
+
+template <class H>
+void cuda_init_state(void* host_state) {
+  const auto s = HandlerTraits<H>::initial_state();
+  memcpy(host_state, &s, sizeof s);
+}
+
+template <class H>
+int cuda_launch(const CudaLaunch& l) {
+  auto* stream = static_cast<cudaStream_t>(l.stream);
+  if (l.cooperative) {
+    const DeviceKernel* arg = l.kernel;
+    void* args[] = {&arg};
+    return static_cast<int>(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(&rk_persistent<H>), dim3(l.grid),
+                                                        dim3(l.threads), args, l.shared_bytes, stream));
+  }
+  rk_persistent<H><<<l.grid, l.threads, l.shared_bytes, stream>>>(l.kernel);
+  return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace ringkernel::detail
+
+namespace ringkernel::cuda {
+
+/// The CUDA build of handler H (one per handler type).
+template <class H>
+const detail::CudaProgram& program_of() {
+  using State = typename HandlerTraits<H>::State;
+  static const detail::CudaProgram program{detail::cuda_backend_plugin(),
+                                           reinterpret_cast<const void*>(&detail::rk_persistent<H>),
+                                           static_cast<std::uint32_t>(sizeof(State)),
+                                           static_cast<std::uint32_t>(alignof(State)),
+                                           &detail::cuda_init_state<H>,
+                                           &detail::cuda_launch<H>};
+  return program;
+}
+
+}  // namespace ringkernel::cuda

@@ -1,0 +1,551 @@
+// The CUDA backend's host side: device selection, clock calibration, eager module loading,
+// per-kernel memory (mapped pinned for what the host and the kernel both touch, device
+// memory for the rest), launch with an occupancy check, lifecycle, fault detection, K2K
+// routes.
+//
+// Rules kept here (see DESIGN.md):
+//  * The host writes control words one at a time with release stores; never a memcpy over
+//    a structure the kernel also writes.
+//  * Every module is loaded before any persistent kernel spins (cudaFuncGetAttributes on
+//    every registered kernel when the runtime starts): lazy loading can deadlock two
+//    communicating persistent kernels.
+//  * No call that synchronises the whole device (cudaFree, cudaFreeHost, cudaDeviceSynchronize,
+//    the legacy default stream) while a persistent kernel runs: it would wait forever.
+//    Memory of terminated kernels is kept until no kernel runs, then freed.
+//  * A faulted kernel is detected by polling cudaStreamQuery while the host waits.
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../core/runtime_core.hpp"
+#include "ringkernel/availability.hpp"
+#include "ringkernel/cuda/device_context.cuh"
+#include "ringkernel/cuda/device_kernel.hpp"
+#include "ringkernel/cuda/program.hpp"
+#include "ringkernel/registry.hpp"
+
+namespace ringkernel::detail {
+
+namespace {
+
+Error cuda_error(ErrorCode code, const std::string& what, cudaError_t e) {
+  return Error(code, what + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")", static_cast<int>(e));
+}
+
+#define RK_CUDA_TRY(call, code, what)                            \
+  do {                                                           \
+    const cudaError_t rk_err_ = (call);                          \
+    if (rk_err_ != cudaSuccess) return cuda_error(code, what, rk_err_); \
+  } while (0)
+
+__global__ void rk_clock_probe(unsigned long long* out) {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  *reinterpret_cast<volatile unsigned long long*>(out) = t;
+}
+
+BackendAvailability probe(std::uint32_t device_index) {
+  BackendAvailability a;
+  a.backend = Backend::Cuda;
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    a.reason = std::string("the CUDA runtime found no usable GPU: ") + cudaGetErrorString(e);
+    return a;
+  }
+  if (count == 0) {
+    a.reason = "no CUDA device is present";
+    return a;
+  }
+  if (static_cast<int>(device_index) >= count) {
+    a.reason = "device index " + std::to_string(device_index) + " out of range (" + std::to_string(count) + " devices)";
+    return a;
+  }
+  cudaDeviceProp p{};
+  if (cudaGetDeviceProperties(&p, static_cast<int>(device_index)) != cudaSuccess) {
+    a.reason = "cannot read the device's properties";
+    return a;
+  }
+  if (p.major < 7) {
+    a.reason = std::string(p.name) + " has compute capability " + std::to_string(p.major) + "." + std::to_string(p.minor) +
+               "; ringkernel needs 7.0 or newer";
+    return a;
+  }
+  if (!p.canMapHostMemory) {
+    a.reason = std::string(p.name) + " cannot map host memory";
+    return a;
+  }
+  a.available = true;
+  a.device = std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
+             std::to_string(p.multiProcessorCount) + " SMs)";
+  return a;
+}
+
+/// Allocations that must outlive the kernel that used them until no kernel runs.
+struct Graveyard {
+  std::vector<void*> host;
+  std::vector<void*> device;
+  std::vector<cudaStream_t> streams;
+};
+
+class CudaKernel;
+
+class CudaRuntime final : public RingKernelRuntime {
+ public:
+  static Result<std::unique_ptr<RingKernelRuntime>> create(std::uint32_t device_index) {
+    auto rt = std::unique_ptr<CudaRuntime>(new CudaRuntime(device_index));
+    if (auto r = rt->init(); !r) return r.error();
+    return std::unique_ptr<RingKernelRuntime>(std::move(rt));
+  }
+  ~CudaRuntime() override;
+
+  Backend backend() const noexcept override { return Backend::Cuda; }
+  std::string device_name() const override { return name_; }
+  Result<std::unique_ptr<KernelBackend>> create(KernelCore& core) override;
+  Result<void> connect(KernelCore& from, KernelCore& to) override;
+  void forget(KernelCore& core) noexcept override;
+
+  // Used by CudaKernel.
+  void kernel_started() {
+    std::lock_guard lock(mutex_);
+    ++running_;
+  }
+  void kernel_stopped() {
+    std::lock_guard lock(mutex_);
+    if (running_ > 0) --running_;
+    collect_locked();
+  }
+  void bury(Graveyard g) {
+    std::lock_guard lock(mutex_);
+    graveyard_.host.insert(graveyard_.host.end(), g.host.begin(), g.host.end());
+    graveyard_.device.insert(graveyard_.device.end(), g.device.begin(), g.device.end());
+    graveyard_.streams.insert(graveyard_.streams.end(), g.streams.begin(), g.streams.end());
+    collect_locked();
+  }
+  cudaStream_t setup_stream() const noexcept { return setup_; }
+  std::int64_t clock_offset_us() const noexcept { return clock_offset_us_; }
+  std::int64_t* directory() const noexcept { return directory_; }
+  int sm_count() const noexcept { return sm_count_; }
+  bool poisoned() const noexcept { return poisoned_.load(); }
+  void poison() noexcept { poisoned_.store(true); }
+
+ private:
+  explicit CudaRuntime(std::uint32_t device) : device_(device) {}
+  Result<void> init();
+  void collect_locked() noexcept {
+    if (running_ != 0) return;  // a device-wide sync now would wait on a persistent kernel
+    for (void* p : graveyard_.host) cudaFreeHost(p);
+    for (void* p : graveyard_.device) cudaFree(p);
+    for (cudaStream_t s : graveyard_.streams) cudaStreamDestroy(s);
+    graveyard_ = {};
+  }
+
+  std::uint32_t device_;
+  std::string name_;
+  int sm_count_ = 0;
+  cudaStream_t setup_ = nullptr;
+  std::int64_t clock_offset_us_ = 0;
+  std::int64_t* directory_ = nullptr;
+  std::mutex mutex_;
+  int running_ = 0;
+  Graveyard graveyard_;
+  std::vector<void*> k2k_rings_;
+  std::atomic<bool> poisoned_{false};
+};
+
+/// One persistent kernel's resources.
+class CudaKernel final : public KernelBackend {
+ public:
+  CudaKernel(CudaRuntime& rt, KernelCore& core, const CudaProgram& program) : rt_(rt), core_(core), program_(program) {}
+  ~CudaKernel() override;
+
+  Result<void> allocate();
+  Result<void> start() override;
+  Result<void> stop(Duration timeout) override;
+  Result<void> check_health() override;
+  void k2k_counters(std::uint64_t& dead, std::uint64_t& rejected) const noexcept override {
+    dead = load_relaxed(&counters_->dead_letters);
+    rejected = load_relaxed(&counters_->tenant_rejections);
+  }
+
+  RouteTable* routes() const noexcept { return routes_; }
+  std::uint32_t k2k_slot_size() const noexcept { return k2k_slot_size_; }
+  std::vector<RingIndices*> inbound_rings;  // device memory; closed when this kernel goes
+
+ private:
+  Result<void> wait_stream(Duration timeout);
+  void mark_dead(cudaError_t e) noexcept;
+
+  CudaRuntime& rt_;
+  KernelCore& core_;
+  const CudaProgram& program_;
+  std::byte* mapped_ = nullptr;
+  std::size_t mapped_size_ = 0;
+  DeviceKernel* dk_ = nullptr;
+  DeviceWork* work_ = nullptr;
+  void* state_ = nullptr;
+  RouteTable* routes_ = nullptr;
+  DeviceCounters* counters_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  std::uint32_t threads_ = 0;
+  std::uint32_t shared_bytes_ = 0;
+  std::uint32_t k2k_slot_size_ = 0;
+  bool running_ = false;
+  bool stuck_ = false;
+  cudaError_t fault_ = cudaSuccess;
+};
+
+Result<void> CudaRuntime::init() {
+  const BackendAvailability a = probe(device_);
+  if (!a.available) return Error(ErrorCode::BackendUnavailable, "cuda backend unavailable: " + a.reason);
+  name_ = a.device;
+  RK_CUDA_TRY(cudaSetDevice(static_cast<int>(device_)), ErrorCode::BackendError, "cudaSetDevice");
+  cudaDeviceProp p{};
+  RK_CUDA_TRY(cudaGetDeviceProperties(&p, static_cast<int>(device_)), ErrorCode::BackendError, "cudaGetDeviceProperties");
+  sm_count_ = p.multiProcessorCount;
+  RK_CUDA_TRY(cudaStreamCreateWithFlags(&setup_, cudaStreamNonBlocking), ErrorCode::BackendError, "cudaStreamCreate");
+
+  // Eager module loading: touch every registered kernel (and the probe) now.
+  cudaFuncAttributes attr{};
+  RK_CUDA_TRY(cudaFuncGetAttributes(&attr, rk_clock_probe), ErrorCode::BackendError, "loading the clock probe");
+  for (const KernelInfo& k : registered_kernels()) {
+    if (!k.cuda) continue;
+    RK_CUDA_TRY(cudaFuncGetAttributes(&attr, k.cuda->kernel_function), ErrorCode::BackendError,
+                "loading the CUDA module of kernel '" + std::string(k.name) + "'");
+  }
+
+  // Clock calibration: wall clock µs = globaltimer ns / 1000 + offset. The probe's stamp
+  // is matched to the midpoint of the host interval that brackets it; best of 5.
+  unsigned long long* probe_out = nullptr;
+  RK_CUDA_TRY(cudaHostAlloc(&probe_out, sizeof(unsigned long long), cudaHostAllocMapped), ErrorCode::OutOfMemory,
+              "cudaHostAlloc (clock probe)");
+  std::int64_t best_span = INT64_MAX;
+  for (int i = 0; i < 5; ++i) {
+    const std::uint64_t t0 = hlc::wall_clock_us();
+    rk_clock_probe<<<1, 1, 0, setup_>>>(probe_out);
+    const cudaError_t e = cudaStreamSynchronize(setup_);
+    const std::uint64_t t1 = hlc::wall_clock_us();
+    if (e != cudaSuccess) {
+      cudaFreeHost(probe_out);
+      return cuda_error(ErrorCode::BackendError, "clock calibration kernel", e);
+    }
+    const auto span = static_cast<std::int64_t>(t1 - t0);
+    if (span < best_span) {
+      best_span = span;
+      const auto gpu_us = static_cast<std::int64_t>(*reinterpret_cast<volatile unsigned long long*>(probe_out) / 1000);
+      clock_offset_us_ = static_cast<std::int64_t>((t0 + t1) / 2) - gpu_us;
+    }
+  }
+  cudaFreeHost(probe_out);
+
+  // Tenant directory (device memory): -1 = free slot.
+  RK_CUDA_TRY(cudaMalloc(&directory_, sizeof(std::int64_t) * RuntimeCore::kMaxKernels), ErrorCode::OutOfMemory,
+              "cudaMalloc (tenant directory)");
+  RK_CUDA_TRY(cudaMemsetAsync(directory_, 0xFF, sizeof(std::int64_t) * RuntimeCore::kMaxKernels, setup_),
+              ErrorCode::BackendError, "cudaMemset");
+  RK_CUDA_TRY(cudaStreamSynchronize(setup_), ErrorCode::BackendError, "cudaStreamSynchronize");
+  return {};
+}
+
+CudaRuntime::~CudaRuntime() {
+  std::lock_guard lock(mutex_);
+  if (running_ == 0) {
+    collect_locked();
+    for (void* p : k2k_rings_) cudaFree(p);
+    if (directory_) cudaFree(directory_);
+    if (setup_) cudaStreamDestroy(setup_);
+  }
+  // Else a kernel never stopped: freeing now would hang on it; the memory is left to the
+  // process exit.
+}
+
+Result<std::unique_ptr<KernelBackend>> CudaRuntime::create(KernelCore& core) {
+  if (poisoned())
+    return Error(ErrorCode::BackendError,
+                 "an earlier kernel faulted on the GPU and the CUDA context is unusable; restart the process");
+  const KernelInfo* info = find_kernel(core.registered_name);
+  if (!info || !info->cuda)
+    return Error(ErrorCode::BackendUnavailable, "kernel '" + core.registered_name +
+                                                    "' has no CUDA build: compile the translation unit that registers "
+                                                    "it (RK_KERNEL) with nvcc");
+  const LaunchOptions& o = core.options;
+  if (o.block_size > 1024 - 32 * kPollerWarps)
+    return Error(ErrorCode::InvalidArgument, "block_size " + std::to_string(o.block_size) +
+                                                 " too large for CUDA: at most 992 handler threads (one warp polls the host)");
+  if (o.mode == KernelMode::Actor && o.block_size > 32 && o.block_size % 32 != 0)
+    return Error(ErrorCode::InvalidArgument,
+                 "on CUDA an actor block larger than one warp must be a multiple of 32 threads (got " +
+                     std::to_string(o.block_size) + ")");
+  auto k = std::make_unique<CudaKernel>(*this, core, *info->cuda);
+  if (auto r = k->allocate(); !r) return r.error();
+  return std::unique_ptr<KernelBackend>(std::move(k));
+}
+
+Result<void> CudaKernel::allocate() {
+  const LaunchOptions& o = core_.options;
+  const std::uint32_t in_slot = slot_size_for(core_.request_size);
+  const std::uint32_t out_slot = slot_size_for(core_.response_size);
+  k2k_slot_size_ = slot_size_for(std::max<std::uint32_t>(core_.request_size, o.k2k_delivery == K2KDelivery::Pull ? 1024 : 0));
+  threads_ = ((o.block_size + 31u) & ~31u) + 32u * kPollerWarps;
+  shared_bytes_ = static_cast<std::uint32_t>(((sizeof(BlockShared) + 15) & ~std::size_t{15}) +
+                                             (o.mode == KernelMode::Actor ? in_slot : 0u) + o.shared_memory_size);
+
+  // Occupancy: refuse a grid that cannot be co-resident.
+  const void* fn = program_.kernel_function;
+  if (shared_bytes_ > 48 * 1024) {
+    RK_CUDA_TRY(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes_)),
+                ErrorCode::LaunchFailed, "cannot grant " + std::to_string(shared_bytes_) + " bytes of shared memory");
+  }
+  int per_sm = 0;
+  RK_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, static_cast<int>(threads_), shared_bytes_),
+              ErrorCode::LaunchFailed, "occupancy query");
+  const std::int64_t capacity = std::int64_t{per_sm} * rt_.sm_count();
+  if (per_sm == 0 || o.grid_size > capacity) {
+    return Error(ErrorCode::LaunchFailed, "a grid of " + std::to_string(o.grid_size) + " blocks of " +
+                                              std::to_string(threads_) + " threads with " +
+                                              std::to_string(shared_bytes_) + " B of shared memory cannot be co-resident "
+                                              "(at most " + std::to_string(capacity) + " on this GPU); a persistent kernel "
+                                              "needs every block resident");
+  }
+
+  // Mapped pinned memory: control, telemetry, counters, route table, both rings.
+  auto align = [](std::size_t v, std::size_t a) { return (v + a - 1) / a * a; };
+  std::size_t off = 0;
+  const std::size_t off_control = off; off = align(off + sizeof(ControlBlock), 128);
+  const std::size_t off_tele = off; off = align(off + sizeof(TelemetryBuffer), 128);
+  const std::size_t off_counters = off; off = align(off + sizeof(DeviceCounters), 128);
+  const std::size_t off_routes = off; off = align(off + sizeof(RouteTable), 128);
+  const std::size_t off_in_idx = off; off = align(off + sizeof(RingIndices), 128);
+  const std::size_t off_out_idx = off; off = align(off + sizeof(RingIndices), 128);
+  const std::size_t off_in = off; off = align(off + std::size_t{o.input_queue_capacity} * in_slot, 128);
+  const std::size_t off_out = off; off = align(off + std::size_t{o.output_queue_capacity} * out_slot, 128);
+  mapped_size_ = off;
+  void* m = nullptr;
+  RK_CUDA_TRY(cudaHostAlloc(&m, mapped_size_, cudaHostAllocMapped | cudaHostAllocPortable), ErrorCode::OutOfMemory,
+              "cudaHostAlloc of " + std::to_string(mapped_size_) + " bytes for the kernel's queues");
+  mapped_ = static_cast<std::byte*>(m);
+  std::memset(mapped_, 0, mapped_size_);
+  std::byte* dev_mapped = nullptr;
+  RK_CUDA_TRY(cudaHostGetDevicePointer(reinterpret_cast<void**>(&dev_mapped), mapped_, 0), ErrorCode::BackendError,
+              "cudaHostGetDevicePointer");
+  auto host_at = [&](std::size_t o2) { return mapped_ + o2; };
+  auto dev_at = [&](std::size_t o2) { return dev_mapped + o2; };
+
+  auto* control = reinterpret_cast<ControlBlock*>(host_at(off_control));
+  control->input_capacity = o.input_queue_capacity;
+  control->output_capacity = o.output_queue_capacity;
+  control->input_slot_size = in_slot;
+  control->output_slot_size = out_slot;
+  control->kernel_id = core_.slot;
+  control->tenant_id = o.tenant_id;
+  auto* tele = reinterpret_cast<TelemetryBuffer*>(host_at(off_tele));
+  tele->min_latency_us = ~std::uint64_t{0};
+  counters_ = reinterpret_cast<DeviceCounters*>(host_at(off_counters));
+  routes_ = reinterpret_cast<RouteTable*>(host_at(off_routes));
+
+  core_.control = control;
+  core_.telemetry = tele;
+  core_.input = RingView{reinterpret_cast<RingIndices*>(host_at(off_in_idx)), host_at(off_in), o.input_queue_capacity, in_slot};
+  core_.output = RingView{reinterpret_cast<RingIndices*>(host_at(off_out_idx)), host_at(off_out), o.output_queue_capacity, out_slot};
+  core_.kernel_doorbell = nullptr;  // the kernel polls; nothing to wake
+  core_.host_doorbell = nullptr;
+
+  // Device memory: the kernel's description, its work words, its state.
+  cudaStream_t s = rt_.setup_stream();
+  RK_CUDA_TRY(cudaMalloc(&dk_, sizeof(DeviceKernel)), ErrorCode::OutOfMemory, "cudaMalloc (kernel description)");
+  RK_CUDA_TRY(cudaMalloc(&work_, sizeof(DeviceWork)), ErrorCode::OutOfMemory, "cudaMalloc (kernel work words)");
+  RK_CUDA_TRY(cudaMalloc(&state_, std::max<std::uint32_t>(program_.state_size, 8)), ErrorCode::OutOfMemory,
+              "cudaMalloc (kernel state)");
+  std::vector<std::byte> init(std::max<std::uint32_t>(program_.state_size, 8));
+  program_.init_state(init.data());
+  DeviceWork w{};
+  w.hlc = hlc::pack(core_.host_clock->now());
+  DeviceKernel d{};
+  d.input = RingView{reinterpret_cast<RingIndices*>(dev_at(off_in_idx)), dev_at(off_in), o.input_queue_capacity, in_slot};
+  d.output = RingView{reinterpret_cast<RingIndices*>(dev_at(off_out_idx)), dev_at(off_out), o.output_queue_capacity, out_slot};
+  d.control = reinterpret_cast<ControlBlock*>(dev_at(off_control));
+  d.telemetry = reinterpret_cast<TelemetryBuffer*>(dev_at(off_tele));
+  d.routes = reinterpret_cast<RouteTable*>(dev_at(off_routes));
+  d.counters = reinterpret_cast<DeviceCounters*>(dev_at(off_counters));
+  d.work = work_;
+  d.state = state_;
+  d.tenants = rt_.directory();
+  d.clock_offset_us = rt_.clock_offset_us();
+  d.node_id = (core_.host_clock->node_id() << 16) | (core_.slot + 1);
+  d.tenant_id = o.tenant_id;
+  d.slot = core_.slot;
+  d.block_size = o.block_size;
+  d.grid_size = o.grid_size;
+  d.mode = static_cast<std::uint32_t>(o.mode);
+  d.shared_size = o.shared_memory_size;
+  d.pull_mode = o.k2k_delivery == K2KDelivery::Pull ? 1u : 0u;
+  d.k2k_enabled = o.enable_k2k ? 1u : 0u;
+  d.directory_size = RuntimeCore::kMaxKernels;
+  const auto tenant = static_cast<std::int64_t>(o.tenant_id);
+  RK_CUDA_TRY(cudaMemcpyAsync(state_, init.data(), init.size(), cudaMemcpyHostToDevice, s), ErrorCode::BackendError, "state upload");
+  RK_CUDA_TRY(cudaMemcpyAsync(work_, &w, sizeof w, cudaMemcpyHostToDevice, s), ErrorCode::BackendError, "work upload");
+  RK_CUDA_TRY(cudaMemcpyAsync(dk_, &d, sizeof d, cudaMemcpyHostToDevice, s), ErrorCode::BackendError, "description upload");
+  RK_CUDA_TRY(cudaMemcpyAsync(rt_.directory() + core_.slot, &tenant, sizeof tenant, cudaMemcpyHostToDevice, s),
+              ErrorCode::BackendError, "directory update");
+  RK_CUDA_TRY(cudaStreamSynchronize(s), ErrorCode::BackendError, "setup stream");
+  RK_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), ErrorCode::BackendError, "cudaStreamCreate");
+  return {};
+}
+
+CudaKernel::~CudaKernel() {
+  Graveyard g;
+  if (stuck_) {
+    // The kernel never stopped: its memory stays mapped for as long as it may run.
+    std::fprintf(stderr, "ringkernel: CUDA kernel '%s' did not stop; its memory is left allocated\n", core_.id.value.c_str());
+    return;
+  }
+  if (mapped_) g.host.push_back(mapped_);
+  for (void* p : {static_cast<void*>(dk_), static_cast<void*>(work_), state_})
+    if (p) g.device.push_back(p);
+  if (stream_) g.streams.push_back(stream_);
+  rt_.bury(std::move(g));
+}
+
+Result<void> CudaKernel::start() {
+  CudaLaunch l{core_.options.grid_size, threads_, shared_bytes_, stream_, dk_, core_.options.cooperative};
+  const auto e = static_cast<cudaError_t>(program_.launch(l));
+  if (e != cudaSuccess) return cuda_error(ErrorCode::LaunchFailed, "launching kernel '" + core_.id.value + "'", e);
+  running_ = true;
+  rt_.kernel_started();
+  // A persistent kernel that cannot get an SM never starts: check it did, within 5 s.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (load_acquire(&counters_->started) == 0) {
+    const cudaError_t q = cudaStreamQuery(stream_);
+    if (q != cudaErrorNotReady && q != cudaSuccess) {
+      mark_dead(q);
+      return cuda_error(ErrorCode::LaunchFailed, "kernel '" + core_.id.value + "' failed at start", q);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      store_release(&core_.control->should_terminate, 1u);
+      return Error(ErrorCode::LaunchFailed, "kernel '" + core_.id.value +
+                                                "' did not start within 5 s: the GPU has no room next to the persistent "
+                                                "kernels already running");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  return {};
+}
+
+void CudaKernel::mark_dead(cudaError_t e) noexcept {
+  fault_ = e;
+  // The kernel cannot write these any more: record its death where the host path looks.
+  store_release(&core_.control->last_error, static_cast<std::uint32_t>(DeviceError::DeviceTrap));
+  store_release(&core_.control->has_terminated, 1u);
+  if (running_) {
+    running_ = false;
+    rt_.poison();
+  }
+}
+
+Result<void> CudaKernel::check_health() {
+  if (fault_ != cudaSuccess)
+    return cuda_error(ErrorCode::KernelFaulted, "kernel '" + core_.id.value + "' faulted on the GPU; the CUDA context is "
+                                                "unusable, restart the process", fault_);
+  if (running_) {
+    const cudaError_t q = cudaStreamQuery(stream_);
+    if (q != cudaErrorNotReady && q != cudaSuccess) {
+      mark_dead(q);
+      return check_health();
+    }
+  }
+  const std::uint32_t err = load_acquire(&core_.control->last_error);
+  if (err != 0 && load_acquire(&core_.control->has_terminated) != 0) return core_.dead_error();
+  return {};
+}
+
+Result<void> CudaKernel::wait_stream(Duration timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const cudaError_t q = cudaStreamQuery(stream_);
+    if (q == cudaSuccess) break;
+    if (q != cudaErrorNotReady) {
+      mark_dead(q);
+      return check_health();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      stuck_ = true;
+      return Error(ErrorCode::Timeout, "kernel '" + core_.id.value +
+                                           "' did not leave its loop in time (a handler that never returns cannot be "
+                                           "interrupted on a GPU)");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  if (running_) {
+    running_ = false;
+    rt_.kernel_stopped();
+  }
+  return {};
+}
+
+Result<void> CudaKernel::stop(Duration timeout) {
+  if (!running_) return fault_ != cudaSuccess ? check_health() : Result<void>{};
+  store_release(&core_.control->should_terminate, 1u);  // the poller warp acquires it
+  return wait_stream(timeout);
+}
+
+Result<void> CudaRuntime::connect(KernelCore& from, KernelCore& to) {
+  auto* f = static_cast<CudaKernel*>(from.impl.get());
+  auto* t = static_cast<CudaKernel*>(to.impl.get());
+  RouteTable* fr = f->routes();
+  RouteTable* tr = t->routes();
+  const std::uint32_t oc = load_acquire(&fr->out_count), ic = load_acquire(&tr->in_count);
+  if (oc >= kDeviceMaxRoutes || ic >= kDeviceMaxRoutes)
+    return Error(ErrorCode::K2KError, "connect: a CUDA kernel has at most " + std::to_string(kDeviceMaxRoutes) +
+                                          " outbound and inbound K2K routes");
+  const std::uint32_t cap = from.options.k2k_queue_capacity;
+  const std::uint32_t slot = t->k2k_slot_size();
+  std::byte* mem = nullptr;
+  const std::size_t bytes = sizeof(RingIndices) + std::size_t{cap} * slot;
+  RK_CUDA_TRY(cudaMalloc(&mem, bytes), ErrorCode::OutOfMemory, "cudaMalloc (K2K ring)");
+  RK_CUDA_TRY(cudaMemsetAsync(mem, 0, bytes, setup_), ErrorCode::BackendError, "cudaMemset (K2K ring)");
+  RK_CUDA_TRY(cudaStreamSynchronize(setup_), ErrorCode::BackendError, "setup stream");
+  const RingView view{reinterpret_cast<RingIndices*>(mem), mem + sizeof(RingIndices), cap, slot};
+  // Entries first, then the counts with release stores (the pollers acquire them).
+  fr->out[oc] = RouteEntry{to.slot, 0, view};
+  tr->in[ic] = RouteEntry{from.slot, 0, view};
+  store_release(&fr->out_count, oc + 1);
+  store_release(&tr->in_count, ic + 1);
+  t->inbound_rings.push_back(view.indices);
+  std::lock_guard lock(mutex_);
+  k2k_rings_.push_back(mem);  // freed with the runtime (a route may outlive either end's handle)
+  return {};
+}
+
+void CudaRuntime::forget(KernelCore& core) noexcept {
+  const std::int64_t free_slot = -1;
+  cudaMemcpyAsync(directory_ + core.slot, &free_slot, sizeof free_slot, cudaMemcpyHostToDevice, setup_);
+  if (core.impl) {
+    const std::uint32_t one = 1;
+    for (RingIndices* ix : static_cast<CudaKernel*>(core.impl.get())->inbound_rings)
+      cudaMemcpyAsync(&ix->consumer_closed, &one, sizeof one, cudaMemcpyHostToDevice, setup_);
+  }
+  cudaStreamSynchronize(setup_);
+}
+
+const BackendPlugin kPlugin{
+    Backend::Cuda,
+    &probe,
+    &CudaRuntime::create,
+    [](std::size_t bytes) -> void* {
+      void* p = nullptr;
+      return cudaHostAlloc(&p, bytes, cudaHostAllocPortable) == cudaSuccess ? p : nullptr;
+    },
+    [](void* p) { cudaFreeHost(p); },
+};
+
+}  // namespace
+
+const BackendPlugin* cuda_backend_plugin() noexcept { return &kPlugin; }
+
+}  // namespace ringkernel::detail
