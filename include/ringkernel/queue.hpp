@@ -111,6 +111,12 @@ class RingProducer {
     tail_ += n;
     store_release<S>(&view_.indices->tail, tail_);  // pairs with RingConsumer::available()
   }
+  /// publish() for a caller that has just issued a fence covering the slot writes (the
+  /// store itself is then relaxed: fence + store is a release).
+  RK_HOST_DEVICE void publish_after_fence(std::uint32_t n) noexcept {
+    tail_ += n;
+    store_relaxed(&view_.indices->tail, tail_);
+  }
   /// Copy one slot's bytes in and publish it.
   RK_HOST_DEVICE Status try_push_bytes(const void* bytes, std::uint32_t n) noexcept {
     if (n > view_.slot_size) return Status::TooLarge;

@@ -145,7 +145,7 @@ RK_HOST_DEVICE inline void RingContext::sync_threads() noexcept {
   if (block_dim_ <= kWarpSize) {
     __syncwarp(warp_lane_mask());
   } else {
-    asm volatile("bar.sync 1, %0;" ::"r"(block_dim_) : "memory");  // handler threads only
+    asm volatile("barrier.sync 1, %0;" ::"r"(block_dim_) : "memory");  // handler threads only
   }
 #else
   detail::cpu_sync_threads(cpu_, thread_);

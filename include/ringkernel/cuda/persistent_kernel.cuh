@@ -34,11 +34,13 @@ enum LoopCommand : std::uint32_t { kCmdNone = 0, kCmdBatch = 1, kCmdExit = 2 };
 
 inline constexpr std::uint32_t kActorBatch = 64;
 
+// Non-".aligned" barrier: threads of one warp may arrive from different code paths (the
+// leader lane spins in its loop while its warp-mates wait), which bar.sync forbids.
 __device__ inline void handler_barrier(std::uint32_t hthreads) {
   if (hthreads == 32) {
     __syncwarp();
   } else {
-    asm volatile("bar.sync 1, %0;" ::"r"(hthreads) : "memory");
+    asm volatile("barrier.sync 1, %0;" ::"r"(hthreads) : "memory");
   }
 }
 
@@ -46,31 +48,38 @@ __device__ inline std::uint32_t shared_load_acquire(const std::uint32_t* p) {
   return load_acquire<Scope::Block>(p);
 }
 
-/// The poller warp's loop (lane 0 of block 0).
+/// The poller warp's loop (lane 0 of block 0). Relaxed loads, issued together (one PCIe
+/// round trip per iteration); a system-scope acquire fence only when something changed.
 __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
   ControlBlock* c = dk->control;
   const RingIndices* in = dk->input.indices;
   std::uint64_t last_tail = 0, beats = 0;
-  std::uint32_t idle = 0;
+  std::uint32_t last_oc = 0, last_ic = 0, idle = 0;
   while (*reinterpret_cast<volatile std::uint32_t*>(&bs->exit) == 0) {
-    // Independent loads, issued together: one PCIe round trip per iteration.
-    const std::uint64_t tail = load_acquire<Scope::System>(&in->tail);
-    const std::uint32_t active = load_acquire<Scope::System>(&c->is_active);
-    const std::uint32_t term = load_acquire<Scope::System>(&c->should_terminate);
-    const std::uint32_t oc = load_acquire<Scope::System>(&dk->routes->out_count);
-    const std::uint32_t ic = load_acquire<Scope::System>(&dk->routes->in_count);
+    const std::uint64_t tail = load_relaxed<Scope::System>(&in->tail);
+    const std::uint32_t active = *reinterpret_cast<volatile std::uint32_t*>(&c->is_active);
+    const std::uint32_t term = *reinterpret_cast<volatile std::uint32_t*>(&c->should_terminate);
+    const std::uint32_t oc = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->out_count);
+    const std::uint32_t ic = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->in_count);
     bs->active = active;
     bs->terminate = term;
-    store_release<Scope::Block>(&bs->out_count_seen, oc);
-    store_release<Scope::Block>(&bs->in_count_seen, ic);
-    store_release<Scope::Block>(&bs->host_tail, tail);  // pairs with the leader's acquire
-    if ((++beats & 1023u) == 0) store_relaxed(&c->heartbeat, beats);
-    if (tail != last_tail) {
+    const bool changed = tail != last_tail || oc != last_oc || ic != last_ic;
+    if (changed) {
+      // Acquire: the host's slot / route-entry writes happen before its release of these
+      // words; this fence orders them before everything the leader does after it sees the
+      // CTA-scope release below.
+      asm volatile("fence.acq_rel.sys;" ::: "memory");
+      store_release<Scope::Block>(&bs->out_count_seen, oc);
+      store_release<Scope::Block>(&bs->in_count_seen, ic);
+      store_release<Scope::Block>(&bs->host_tail, tail);  // pairs with the leader's acquire
       last_tail = tail;
+      last_oc = oc;
+      last_ic = ic;
       idle = 0;
-    } else if (++idle > 256) {
-      __nanosleep(idle > 4096 ? 2000 : 200);
+    } else if (++idle > 512) {
+      __nanosleep(idle > 8192 ? 1000 : 100);
     }
+    if ((++beats & 1023u) == 0) store_relaxed(&c->heartbeat, beats);
   }
 }
 
@@ -165,7 +174,7 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
   std::uint64_t in_head = 0;           // host ring
   RingProducer<Scope::System> out;     // kernel -> host
   std::uint32_t acked = ~0u;
-  std::uint64_t processed = 0, epoch = 0;
+  std::uint64_t processed = 0, epoch = 0, max_depth = 0;
   if (tid == 0 && block0) {
     out = RingProducer<Scope::System>(dk->output);
     in_head = load_relaxed<Scope::System>(&dk->input.indices->head);
@@ -211,6 +220,10 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
           const std::uint64_t t = load_acquire<Scope::Block>(&bs->host_tail);  // pairs with poller_loop
           if (t != in_head) {
             const std::uint64_t avail = t - in_head;
+            if (avail > max_depth) {  // QueueStats::max_depth of the input ring
+              max_depth = avail;
+              store_relaxed(&dk->input.indices->max_depth, max_depth);
+            }
             bs->n = static_cast<std::uint32_t>(avail < max_batch ? avail : max_batch);
             bs->start = in_head;
             bs->source = 0;
@@ -361,20 +374,24 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
           w->batch_done = 0;
         }
         const std::uint64_t next = bs->start + n;
-        if (source == 0) {
-          in_head = next;
-          store_release<Scope::System>(&dk->input.indices->head, next);  // host producer reserve()
-        } else {
-          bs->in_heads[source - 1] = next;
-          store_release<Scope::Device>(&bs->in_routes[source - 1].view.indices->head, next);
-        }
         if (!actor) {
           processed += n;
           bs->emitted = n;
         }
+        // One system fence releases both words: the input slots were read (so the host may
+        // reuse them) and every handler thread's output writes (ordered before this thread
+        // by the barrier above) are visible before the new tail. Pairs with the host's
+        // acquire loads of head (RingProducer::reserve) and tail (RingConsumer::available).
+        if (source == 0 || bs->emitted) asm volatile("fence.acq_rel.sys;" ::: "memory");
+        if (source == 0) {
+          in_head = next;
+          store_relaxed(&dk->input.indices->head, next);
+        } else {  // device-only traffic: a device-scope release is enough
+          bs->in_heads[source - 1] = next;
+          store_release<Scope::Device>(&bs->in_routes[source - 1].view.indices->head, next);
+        }
         if (bs->emitted) {
-          __threadfence_system();  // every handler thread's slot writes before the tail
-          out.publish(bs->emitted);
+          out.publish_after_fence(bs->emitted);
           bs->emitted = 0;
         }
         // Telemetry and counters: plain stores to mapped memory (the host reads them).

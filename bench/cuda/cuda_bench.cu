@@ -1,0 +1,339 @@
+// CUDA backend benchmarks (issue: CUDA backend, item 9). Every baseline runs in the same
+// process on the same GPU. Prints a table last; pass --json FILE to also write the figures.
+//  a. one message host -> actor -> host through the public API, vs an empty kernel launch
+//     + sync, a 1-node CUDA graph + sync, and copy-in + kernel + copy-out + sync;
+//  b. streaming 16-byte requests -> 16-byte responses through the batch API, 1/2/4/8 kernels
+//     (a producer and a consumer thread per kernel), and one message per send call;
+//  c. K2K one hop between two kernels: latency measured on the device (globaltimer at send
+//     and at receipt), and throughput over kernel pairs;
+//  d. upstream RingKernel's definitions: "command injection" (host cost to store one
+//     command) and K2K as a host-observed round trip (host -> A -K2K-> B -> host).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ringkernel/ringkernel.hpp>
+
+using namespace ringkernel;
+using Clock = std::chrono::steady_clock;
+
+namespace bench {
+struct Req16 {
+  std::uint64_t a;
+  std::uint64_t b;
+};
+RK_MESSAGE(Req16, "bench.Req16", a, b);
+struct Resp16 {
+  std::uint64_t a;
+  std::uint64_t b;
+};
+RK_MESSAGE(Resp16, "bench.Resp16", a, b);
+
+struct Echo16 {
+  using Request = Req16;
+  using Response = Resp16;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Req16& in, Resp16& out) const {
+    out = Resp16{in.a, in.b + 1};
+    return ctx.mode() == KernelMode::Parallel || ctx.thread_id() == 0;
+  }
+};
+
+RK_HOST_DEVICE inline std::uint64_t now_ns() {
+#if RK_DEVICE_PASS
+  std::uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+#else
+  return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+#endif
+}
+
+struct Stamp {
+  std::uint64_t sent_ns;
+  std::uint64_t seq;
+};
+RK_MESSAGE(Stamp, "bench.Stamp", sent_ns, seq);
+
+/// Sends `a` K2K stamps over route 0 (retrying on backpressure).
+struct K2KSource {
+  using Request = Req16;
+  using Response = void;
+  RK_HOST_DEVICE void operator()(RingContext& ctx, NoState&, const Req16& in) const {
+    if (ctx.mode() == KernelMode::Actor && ctx.thread_id() != 0) return;
+    const std::uint32_t dest = ctx.k2k_route(0);
+    for (std::uint64_t i = 0; i < in.a; ++i) {
+      while (ctx.k2k_send(dest, Stamp{now_ns(), in.b + i}) == Status::QueueFull) {
+      }
+    }
+  }
+};
+
+/// Replies with the one-hop latency measured on the device.
+struct K2KLatencySink {
+  using Request = Stamp;
+  using Response = Resp16;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Stamp& in, Resp16& out) const {
+    out = Resp16{now_ns() - in.sent_ns, in.seq};
+    return ctx.thread_id() == 0;
+  }
+};
+
+/// Counts what arrives (no reply): throughput is read from its telemetry.
+struct K2KCountSink {
+  using Request = Stamp;
+  using Response = void;
+  RK_HOST_DEVICE void operator()(RingContext&, NoState&, const Stamp&) const {}
+};
+}  // namespace bench
+
+RK_KERNEL("bench.echo16", bench::Echo16);
+RK_KERNEL("bench.k2k_source", bench::K2KSource);
+RK_KERNEL("bench.k2k_latency_sink", bench::K2KLatencySink);
+RK_KERNEL("bench.k2k_count_sink", bench::K2KCountSink);
+
+__global__ void empty_kernel() {}
+__global__ void add_kernel(const bench::Req16* in, bench::Resp16* out) { *out = bench::Resp16{in->a, in->b + 1}; }
+
+namespace {
+
+#define CK(x)                                                                              \
+  do {                                                                                     \
+    cudaError_t e_ = (x);                                                                  \
+    if (e_ != cudaSuccess) {                                                               \
+      std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e_));                 \
+      std::exit(1);                                                                        \
+    }                                                                                      \
+  } while (0)
+
+struct Percentiles {
+  double p50 = 0, p99 = 0;
+};
+Percentiles percentiles(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v[std::min(v.size() - 1, v.size() * 99 / 100)]};
+}
+double us_since(Clock::time_point t0) { return std::chrono::duration<double, std::micro>(Clock::now() - t0).count(); }
+
+std::vector<std::string> rows;
+void row(const char* what, const std::string& value) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%-58s %s", what, value.c_str());
+  rows.emplace_back(buf);
+  std::printf("%s\n", buf);
+  std::fflush(stdout);
+}
+std::string fmt(const char* f, double a, double b = 0) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, f, a, b);
+  return buf;
+}
+
+void bench_one_message(RingKernel& rt, int iters) {
+  auto k = rt.launch("bench.echo16", LaunchOptions{.block_size = 32}).value();
+  std::vector<double> ours;
+  for (int i = -1000; i < iters; ++i) {
+    const auto t0 = Clock::now();
+    if (k.try_send(bench::Req16{static_cast<std::uint64_t>(i), 1}) != Status::Ok) std::abort();
+    bench::Resp16 r{};
+    while (k.try_receive(r) != Status::Ok) {
+    }
+    const double us = us_since(t0);
+    if (r.b != 2) std::abort();
+    if (i >= 0) ours.push_back(us);
+  }
+  // Upstream's "command injection": host cost to store one command.
+  std::vector<double> inject;
+  for (int i = 0; i < iters; ++i) {
+    const auto t0 = Clock::now();
+    if (k.try_send(bench::Req16{static_cast<std::uint64_t>(i), 1}) != Status::Ok) std::abort();
+    inject.push_back(us_since(t0) * 1000.0);
+    bench::Resp16 r{};
+    while (k.try_receive(r) != Status::Ok) {
+    }
+  }
+  k.terminate().value();
+
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  std::vector<double> launch, graph, copy;
+  for (int i = -200; i < iters; ++i) {
+    const auto t0 = Clock::now();
+    empty_kernel<<<1, 1, 0, s>>>();
+    CK(cudaStreamSynchronize(s));
+    if (i >= 0) launch.push_back(us_since(t0));
+  }
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  empty_kernel<<<1, 1, 0, s>>>();
+  CK(cudaStreamEndCapture(s, &g));
+  CK(cudaGraphInstantiate(&ge, g, 0));
+  for (int i = -200; i < iters; ++i) {
+    const auto t0 = Clock::now();
+    CK(cudaGraphLaunch(ge, s));
+    CK(cudaStreamSynchronize(s));
+    if (i >= 0) graph.push_back(us_since(t0));
+  }
+  bench::Req16 *hin, *din;
+  bench::Resp16 *hout, *dout;
+  CK(cudaMallocHost(&hin, 64));
+  CK(cudaMallocHost(&hout, 64));
+  CK(cudaMalloc(&din, 64));
+  CK(cudaMalloc(&dout, 64));
+  for (int i = -200; i < iters; ++i) {
+    *hin = bench::Req16{static_cast<std::uint64_t>(i), 1};
+    const auto t0 = Clock::now();
+    CK(cudaMemcpyAsync(din, hin, sizeof *hin, cudaMemcpyHostToDevice, s));
+    add_kernel<<<1, 1, 0, s>>>(din, dout);
+    CK(cudaMemcpyAsync(hout, dout, sizeof *hout, cudaMemcpyDeviceToHost, s));
+    CK(cudaStreamSynchronize(s));
+    if (i >= 0) copy.push_back(us_since(t0));
+    if (hout->b != 2) std::abort();
+  }
+  const Percentiles o = percentiles(ours), l = percentiles(launch), gr = percentiles(graph), c = percentiles(copy),
+                    inj = percentiles(inject);
+  row("a. host->actor->host round trip (public API)", fmt("p50 %.2f us  p99 %.2f us", o.p50, o.p99));
+  row("a. baseline: empty kernel launch + sync", fmt("p50 %.2f us  p99 %.2f us", l.p50, l.p99));
+  row("a. baseline: 1-node CUDA graph launch + sync", fmt("p50 %.2f us  p99 %.2f us", gr.p50, gr.p99));
+  row("a. baseline: copy in + kernel + copy out + sync", fmt("p50 %.2f us  p99 %.2f us", c.p50, c.p99));
+  row("a. speed-up vs launch + sync (p50)", fmt("%.1fx", l.p50 / o.p50));
+  row("d. command injection (host cost of one try_send)", fmt("p50 %.0f ns  p99 %.0f ns", inj.p50, inj.p99));
+  cudaGraphExecDestroy(ge);
+  cudaGraphDestroy(g);
+  cudaStreamDestroy(s);
+}
+
+/// Streaming through the batch API: per kernel a producer and a consumer thread.
+double bench_streaming(RingKernel& rt, int kernels, std::uint64_t per_kernel, bool batched) {
+  std::vector<KernelHandle> ks;
+  for (int i = 0; i < kernels; ++i)
+    ks.push_back(rt.launch("bench.echo16", LaunchOptions{.mode = KernelMode::Parallel, .block_size = 512,
+                                                         .input_queue_capacity = 1u << 16,
+                                                         .output_queue_capacity = 1u << 16,
+                                                         .kernel_id = "stream" + std::to_string(i)})
+                     .value());
+  std::atomic<int> go{0};
+  std::vector<std::thread> threads;
+  std::vector<std::uint64_t> checks(kernels, 0);
+  for (int i = 0; i < kernels; ++i) {
+    threads.emplace_back([&, i] {
+      std::vector<bench::Req16> batch(4096);
+      while (!go.load()) {
+      }
+      std::uint64_t sent = 0;
+      while (sent < per_kernel) {
+        if (batched) {
+          const std::size_t want = std::min<std::uint64_t>(batch.size(), per_kernel - sent);
+          for (std::size_t j = 0; j < want; ++j) batch[j] = bench::Req16{sent + j, sent + j};
+          sent += ks[i].try_send_batch(std::span<const bench::Req16>(batch.data(), want));
+        } else if (ks[i].try_send(bench::Req16{sent, sent}) == Status::Ok) {
+          ++sent;
+        }
+      }
+    });
+    threads.emplace_back([&, i] {
+      std::vector<bench::Resp16> out(4096);
+      while (!go.load()) {
+      }
+      std::uint64_t got = 0, sum = 0;
+      while (got < per_kernel) {
+        const std::size_t n = ks[i].try_receive_batch(std::span<bench::Resp16>(out));
+        for (std::size_t j = 0; j < n; ++j) sum += out[j].b;
+        got += n;
+      }
+      checks[i] = sum;
+    });
+  }
+  const auto t0 = Clock::now();
+  go.store(1);
+  for (auto& t : threads) t.join();
+  const double secs = us_since(t0) * 1e-6;
+  const std::uint64_t expect = per_kernel * (per_kernel - 1) / 2 + per_kernel;  // sum of (i + 1)
+  for (int i = 0; i < kernels; ++i)
+    if (checks[i] != expect) {
+      std::fprintf(stderr, "streaming checksum mismatch on kernel %d\n", i);
+      std::exit(1);
+    }
+  for (auto& k : ks) k.terminate().value();
+  return double(per_kernel) * kernels / secs;
+}
+
+void bench_k2k(RingKernel& rt, int hops, int pairs, std::uint64_t per_pair) {
+  {  // latency, measured on the device
+    auto src = rt.launch("bench.k2k_source", LaunchOptions{.block_size = 32, .enable_k2k = true}).value();
+    auto sink = rt.launch("bench.k2k_latency_sink", LaunchOptions{.block_size = 32, .enable_k2k = true}).value();
+    rt.connect(src, sink).value();
+    std::vector<double> device_ns, host_us;
+    for (int i = -500; i < hops; ++i) {
+      const auto t0 = Clock::now();
+      src.send(bench::Req16{1, static_cast<std::uint64_t>(i)}).value();
+      const bench::Resp16 r = sink.receive<bench::Resp16>(std::chrono::seconds(5)).value();
+      const double us = us_since(t0);
+      if (i >= 0) {
+        device_ns.push_back(double(r.a));
+        host_us.push_back(us);
+      }
+    }
+    const Percentiles d = percentiles(device_ns), h = percentiles(host_us);
+    row("c. K2K one hop, measured on the device", fmt("p50 %.0f ns  p99 %.0f ns", d.p50, d.p99));
+    row("d. K2K host-observed round trip (host->A->B->host)", fmt("p50 %.2f us  p99 %.2f us", h.p50, h.p99));
+  }
+  // Throughput: `pairs` source/sink pairs; each source runs 256 sending threads.
+  std::vector<KernelHandle> srcs, sinks;
+  for (int p = 0; p < pairs; ++p) {
+    srcs.push_back(rt.launch("bench.k2k_source", LaunchOptions{.mode = KernelMode::Parallel, .block_size = 256,
+                                                               .enable_k2k = true, .k2k_queue_capacity = 1u << 16,
+                                                               .kernel_id = "src" + std::to_string(p)})
+                       .value());
+    sinks.push_back(rt.launch("bench.k2k_count_sink", LaunchOptions{.mode = KernelMode::Parallel, .block_size = 512,
+                                                                    .enable_k2k = true,
+                                                                    .kernel_id = "sink" + std::to_string(p)})
+                        .value());
+    rt.connect(srcs.back(), sinks.back()).value();
+  }
+  const std::uint64_t per_thread = per_pair / 256;
+  std::vector<bench::Req16> triggers(256);
+  for (int t = 0; t < 256; ++t) triggers[t] = bench::Req16{per_thread, std::uint64_t(t) * per_thread};
+  const auto t0 = Clock::now();
+  for (auto& s : srcs) s.send_batch(std::span<const bench::Req16>(triggers)).value();
+  for (auto& s : sinks)
+    while (s.metrics().telemetry.raw.messages_processed < per_thread * 256) {
+    }
+  const double secs = us_since(t0) * 1e-6;
+  row(("c. K2K throughput, " + std::to_string(pairs) + " kernel pairs").c_str(),
+      fmt("%.1f M msg/s", double(per_thread * 256 * pairs) / secs / 1e6));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  const BackendAvailability a = availability(Backend::Cuda);
+  if (!a.available) {
+    std::printf("CUDA backend not available: %s\n", a.reason.c_str());
+    return 0;
+  }
+  std::printf("device: %s\n", a.device.c_str());
+  RingKernel rt = RingKernel::builder().backend(Backend::Cuda).build().value();
+  bench_one_message(rt, quick ? 2000 : 20000);
+  const std::uint64_t n = quick ? 2'000'000 : 20'000'000;
+  for (int k : {1, 2, 4, 8}) {
+    const double rate = bench_streaming(rt, k, n / std::uint64_t(k) * std::uint64_t(k) / k, true);
+    row(("b. streaming 16 B, batch API, " + std::to_string(k) + " kernel(s)").c_str(), fmt("%.1f M msg/s", rate / 1e6));
+  }
+  row("b. streaming 16 B, one message per send, 1 kernel",
+      fmt("%.1f M msg/s", bench_streaming(rt, 1, quick ? 200'000 : 2'000'000, false) / 1e6));
+  row("b. streaming 16 B, one message per send, 4 kernels",
+      fmt("%.1f M msg/s", bench_streaming(rt, 4, quick ? 200'000 : 1'000'000, false) / 1e6));
+  bench_k2k(rt, quick ? 2000 : 20000, 8, quick ? 1u << 20 : 1u << 23);
+  std::printf("\n==== summary (%s) ====\n", a.device.c_str());
+  for (const auto& r : rows) std::printf("%s\n", r.c_str());
+  return 0;
+}

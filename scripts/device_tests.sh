@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the CUDA tests and examples from an already-built tree on a GPU machine.
+# Usage: scripts/device_tests.sh BUILD_DIR [OUT_DIR]
+set -uo pipefail
+B=${1:?build dir}
+OUT=${2:-${OUT:-/tmp/rk-out}}
+mkdir -p "$OUT"
+export CUDA_MODULE_LOADING=EAGER
+summary=()
+run() {  # name timeout command...
+  local name=$1 t=$2
+  shift 2
+  local start=$(date +%s.%N)
+  timeout -s KILL "$t" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  local secs=$(python3 -c "print($(date +%s.%N) - $start)")
+  summary+=("$(printf '%-28s rc=%-4s %6.1fs  %s' "$name" "$rc" "$secs" "$(grep -E 'PASSED|FAILED|Result|p50|checksum|get\(9\)' "$OUT/$name.log" | tail -2 | tr '\n' ' ' | cut -c1-90)")")
+}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+run cuda_backend_tests 300 "$B/tests/backend_tests" --gtest_filter='*/Cuda'
+run cuda_fault_tests 60 "$B/tests/cuda_fault_tests"
+run quickstart 60 "$B/examples/quickstart"
+run ping_pong 60 "$B/examples/ping_pong" 20000
+run kernel_to_kernel 60 "$B/examples/kernel_to_kernel"
+run request_response 60 "$B/examples/request_response"
+grep -E "FAILED|Failure|error" "$OUT/cuda_backend_tests.log" | head -30
+printf '%s\n' "${summary[@]}"
+if [ -x "$B/bench/cuda_bench" ] && [ "${RK_BENCH:-1}" = 1 ]; then
+  timeout -s KILL 240 "$B/bench/cuda_bench" ${RK_BENCH_ARGS:-} 2>&1 | tee "$OUT/cuda_bench.log" | tail -25
+fi
