@@ -23,7 +23,12 @@ run quickstart 60 "$B/examples/quickstart"
 run ping_pong 60 "$B/examples/ping_pong" 20000
 run kernel_to_kernel 60 "$B/examples/kernel_to_kernel"
 run request_response 60 "$B/examples/request_response"
+CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+SUBSET='*an_actor_answers*:*block_threads_cooperate*:*parallel_mode_spreads*:*k2k_delivers*:*call_matches*:*state_persists*/Cuda'
+run memcheck 300 "$CS" --tool memcheck --error-exitcode 3 "$B/tests/backend_tests" --gtest_filter="$SUBSET"
+run racecheck 300 "$CS" --tool racecheck --error-exitcode 3 "$B/tests/backend_tests" --gtest_filter="$SUBSET"
 grep -E "FAILED|Failure|error" "$OUT/cuda_backend_tests.log" | head -30
+grep -E "ERROR SUMMARY|RACECHECK SUMMARY|hazard|Invalid" "$OUT/memcheck.log" "$OUT/racecheck.log" | head -20
 printf '%s\n' "${summary[@]}"
 if [ -x "$B/bench/cuda_bench" ] && [ "${RK_BENCH:-1}" = 1 ]; then
   timeout -s KILL 240 "$B/bench/cuda_bench" ${RK_BENCH_ARGS:-} 2>&1 | tee "$OUT/cuda_bench.log" | tail -25

@@ -51,6 +51,19 @@ std::string backend_name(const ::testing::TestParamInfo<Backend>& info) {
   }
 }
 
+/// Telemetry is eventually consistent (a kernel mirrors its counters after a batch or when
+/// it goes idle): wait up to 2 s for a figure to reach its value.
+template <class F>
+auto eventually(F read, decltype(read()) want) {
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  auto v = read();
+  while (v != want && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+    v = read();
+  }
+  return v;
+}
+
 double process_cpu_seconds() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -209,7 +222,7 @@ TEST_P(BackendTest, k2k_delivers_in_fifo_order_between_kernels) {
     ASSERT_EQ(r.value, i + 1000);
     ASSERT_EQ(r.source, fwd.slot() + 1);
   }
-  EXPECT_EQ(fwd.metrics().telemetry.raw.k2k_sent, static_cast<std::uint64_t>(kN));
+  EXPECT_EQ(eventually([&] { return fwd.metrics().telemetry.raw.k2k_sent; }, std::uint64_t{kN}), std::uint64_t{kN});
 }
 
 TEST_P(BackendTest, k2k_send_without_a_route_is_a_counted_dead_letter) {
@@ -219,7 +232,7 @@ TEST_P(BackendTest, k2k_send_without_a_route_is_a_counted_dead_letter) {
   ASSERT_TRUE(fwd.send(Item{sink.slot(), 5}).ok());
   const Reply ack = fwd.receive<Reply>(5s).value();
   EXPECT_EQ(static_cast<Status>(ack.source), Status::NoRoute);
-  EXPECT_EQ(fwd.metrics().k2k_dead_letters, 1u);
+  EXPECT_EQ(eventually([&] { return fwd.metrics().k2k_dead_letters; }, std::uint64_t{1}), 1u);
   Reply r{};
   EXPECT_EQ(sink.try_receive(r), Status::QueueEmpty);
 }
@@ -233,7 +246,7 @@ TEST_P(BackendTest, k2k_across_tenants_is_rejected_and_counted) {
   ASSERT_TRUE(fwd.send(Item{sink.slot(), 5}).ok());
   const Reply ack = fwd.receive<Reply>(5s).value();
   EXPECT_EQ(static_cast<Status>(ack.source), Status::TenantMismatch);
-  EXPECT_EQ(fwd.metrics().k2k_tenant_rejections, 1u);
+  EXPECT_EQ(eventually([&] { return fwd.metrics().k2k_tenant_rejections; }, std::uint64_t{1}), 1u);
 }
 
 TEST_P(BackendTest, k2k_pull_mode_lets_the_handler_drain_its_inbox) {

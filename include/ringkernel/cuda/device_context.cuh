@@ -30,6 +30,8 @@ struct BlockShared {
   std::uint64_t start;         // first input position of the batch
   std::uint64_t out_base;      // first output position of the batch
   std::uint64_t hlc_first;     // parallel mode: packed HLC of the batch's first response
+  std::uint64_t hlc_local;     // actor mode: the kernel clock lives here (shared-memory atomics)
+  std::uint64_t* hlc;          // &hlc_local (actor) or &DeviceWork::hlc (parallel: every block)
   std::uint64_t dropped;       // ctx.count_dropped and rejected slots
   std::uint64_t lat_total;
   std::uint64_t lat_min;
@@ -48,8 +50,8 @@ __device__ inline std::uint64_t dev_globaltimer_ns() {
 __device__ inline std::uint64_t dev_wall_us(const DeviceKernel* dk) {
   return static_cast<std::uint64_t>(static_cast<std::int64_t>(dev_globaltimer_ns() / 1000) + dk->clock_offset_us);
 }
-__device__ inline std::uint64_t dev_hlc_tick(const DeviceKernel* dk, std::uint32_t n = 1) {
-  unsigned long long* p = reinterpret_cast<unsigned long long*>(&dk->work->hlc);
+__device__ inline std::uint64_t dev_hlc_tick(const DeviceKernel* dk, const BlockShared* bs, std::uint32_t n = 1) {
+  unsigned long long* p = reinterpret_cast<unsigned long long*>(bs->hlc);
   const std::uint64_t now = dev_wall_us(dk);
   unsigned long long prev = *reinterpret_cast<volatile unsigned long long*>(p);
   for (;;) {
@@ -59,8 +61,8 @@ __device__ inline std::uint64_t dev_hlc_tick(const DeviceKernel* dk, std::uint32
     prev = seen;
   }
 }
-__device__ inline void dev_hlc_merge(const DeviceKernel* dk, const HlcTimestamp& remote) {
-  unsigned long long* p = reinterpret_cast<unsigned long long*>(&dk->work->hlc);
+__device__ inline void dev_hlc_merge(const DeviceKernel* dk, const BlockShared* bs, const HlcTimestamp& remote) {
+  unsigned long long* p = reinterpret_cast<unsigned long long*>(bs->hlc);
   const std::uint64_t now = dev_wall_us(dk);
   const std::uint64_t r = hlc::pack(remote);
   unsigned long long prev = *reinterpret_cast<volatile unsigned long long*>(p);
@@ -89,27 +91,32 @@ __device__ inline void dev_copy16(void* dst, const void* src, std::uint32_t byte
 /// claim word, write the slot, then publish in claim order (a producer waits until every
 /// earlier claim is published). Single-writer head/tail semantics for the consumer are
 /// unchanged: the consumer (the receiving kernel's leader) still sees one tail.
-__device__ inline Status dev_k2k_push(const DeviceKernel* dk, const RingView& v, TypeId type, const void* payload,
-                                      std::uint32_t size, std::uint64_t corr) {
+__device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared* bs, const RingView& v, TypeId type,
+                                      const void* payload, std::uint32_t size, std::uint64_t corr) {
   RingIndices* ix = v.indices;
-  if (load_acquire<Scope::Device>(&ix->consumer_closed) != 0) return Status::Closed;
   if (size + sizeof(Envelope) > v.slot_size) return Status::TooLarge;
   unsigned long long* claim = reinterpret_cast<unsigned long long*>(&ix->claim);
+  // claim, head and tail are loaded together (one L2 round trip), then one CAS.
   std::uint64_t c = load_relaxed<Scope::Device>(&ix->claim);
+  std::uint64_t head = load_acquire<Scope::Device>(&ix->head);
+  std::uint64_t tail = load_relaxed<Scope::Device>(&ix->tail);
   bool in_order;
   for (;;) {
-    const std::uint64_t head = load_acquire<Scope::Device>(&ix->head);
-    const std::uint64_t tail = load_relaxed<Scope::Device>(&ix->tail);
-    if (c - head >= v.capacity) return Status::QueueFull;
+    if (c - head >= v.capacity) {
+      // Full, or a consumer that is gone: tell the two apart only now (off the fast path).
+      return load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed : Status::QueueFull;
+    }
     const unsigned long long seen = atomicCAS(claim, c, c + 1);
     if (seen == c) {
       in_order = tail == c;  // nobody before us is still writing
       break;
     }
     c = seen;
+    head = load_acquire<Scope::Device>(&ix->head);
+    tail = load_relaxed<Scope::Device>(&ix->tail);
   }
   alignas(16) unsigned char buf[sizeof(Envelope)];
-  Envelope env{type, corr, hlc::unpack(dev_hlc_tick(dk), dk->node_id), size, static_cast<std::uint16_t>(dk->slot + 1),
+  Envelope env{type, corr, hlc::unpack(dev_hlc_tick(dk, bs), dk->node_id), size, static_cast<std::uint16_t>(dk->slot + 1),
                static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
   memcpy(buf, &env, sizeof env);
   std::byte* slot = v.slot(c);
@@ -193,7 +200,8 @@ RK_HOST_DEVICE inline std::uint64_t RingContext::warp_exchange(std::uint64_t v, 
 
 RK_HOST_DEVICE inline HlcTimestamp RingContext::hlc_tick() noexcept {
 #if RK_DEVICE_PASS
-  return hlc::unpack(detail::dev_hlc_tick(device_), device_->node_id);
+  return hlc::unpack(detail::dev_hlc_tick(device_, static_cast<const detail::BlockShared*>(device_block_)),
+                     device_->node_id);
 #else
   return detail::cpu_hlc_tick(cpu_);
 #endif
@@ -201,7 +209,8 @@ RK_HOST_DEVICE inline HlcTimestamp RingContext::hlc_tick() noexcept {
 
 RK_HOST_DEVICE inline HlcTimestamp RingContext::hlc_now() noexcept {
 #if RK_DEVICE_PASS
-  return hlc::unpack(*reinterpret_cast<volatile std::uint64_t*>(&device_->work->hlc), device_->node_id);
+  return hlc::unpack(*reinterpret_cast<volatile std::uint64_t*>(static_cast<const detail::BlockShared*>(device_block_)->hlc),
+                     device_->node_id);
 #else
   return detail::cpu_hlc_now(cpu_);
 #endif
@@ -233,7 +242,7 @@ RK_HOST_DEVICE inline Status RingContext::k2k_send_bytes(std::uint32_t dest, Typ
   if (dk->k2k_enabled) {
     for (std::uint32_t i = 0; i < bs->out_count; ++i) {
       if (bs->out_routes[i].peer != dest) continue;
-      const Status s = detail::dev_k2k_push(dk, bs->out_routes[i].view, type, payload, size, msg_corr_);
+      const Status s = detail::dev_k2k_push(dk, bs, bs->out_routes[i].view, type, payload, size, msg_corr_);
       if (s == Status::Ok) atomicAdd(reinterpret_cast<unsigned long long*>(&w->k2k_sent), 1ull);
       if (s == Status::Closed) atomicAdd(reinterpret_cast<unsigned long long*>(&w->dead_letters), 1ull);
       return s;
@@ -268,7 +277,7 @@ RK_HOST_DEVICE inline Status RingContext::k2k_try_receive_bytes(TypeId type, voi
     memcpy(out, slot + sizeof env, size);
     bs->in_heads[r] = head + 1;
     store_release<Scope::Device>(&v.indices->head, head + 1);
-    detail::dev_hlc_merge(device_, env.timestamp);
+    detail::dev_hlc_merge(device_, bs, env.timestamp);
     if (source) *source = bs->in_routes[r].peer;
     return Status::Ok;
   }

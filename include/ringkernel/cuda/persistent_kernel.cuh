@@ -55,14 +55,14 @@ __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
   const RingIndices* in = dk->input.indices;
   std::uint64_t last_tail = 0, beats = 0;
   std::uint32_t last_oc = 0, last_ic = 0, idle = 0;
-  while (*reinterpret_cast<volatile std::uint32_t*>(&bs->exit) == 0) {
+  while (load_acquire<Scope::Block>(&bs->exit) == 0) {
     const std::uint64_t tail = load_relaxed<Scope::System>(&in->tail);
     const std::uint32_t active = *reinterpret_cast<volatile std::uint32_t*>(&c->is_active);
     const std::uint32_t term = *reinterpret_cast<volatile std::uint32_t*>(&c->should_terminate);
     const std::uint32_t oc = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->out_count);
     const std::uint32_t ic = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->in_count);
-    bs->active = active;
-    bs->terminate = term;
+    store_release<Scope::Block>(&bs->active, active);
+    store_release<Scope::Block>(&bs->terminate, term);
     const bool changed = tail != last_tail || oc != last_oc || ic != last_ic;
     if (changed) {
       // Acquire: the host's slot / route-entry writes happen before its release of these
@@ -133,6 +133,37 @@ __device__ inline void record_latency(const DeviceKernel* dk, BlockShared* bs, c
   atomicMax(reinterpret_cast<unsigned long long*>(&bs->lat_max), lat);
 }
 
+/// Mirrors the kernel's figures into mapped memory for the host (TelemetryBuffer, control
+/// block counters, K2K counters). Device words are loaded together, then stored: one L2
+/// round trip, a handful of posted PCIe writes. Called every 32 batches and on going idle.
+__device__ inline void flush_telemetry(const DeviceKernel* dk, const BlockShared* bs, std::uint64_t processed,
+                                       std::uint64_t in_head) {
+  DeviceWork* w = dk->work;
+  const std::uint64_t dead = load_relaxed<Scope::Device>(&w->dead_letters);
+  const std::uint64_t rejected = load_relaxed<Scope::Device>(&w->tenant_rejections);
+  const std::uint64_t sent = load_relaxed<Scope::Device>(&w->k2k_sent);
+  const std::uint64_t clock = *reinterpret_cast<const volatile std::uint64_t*>(bs->hlc);
+  const std::uint64_t seen_tail = *reinterpret_cast<const volatile std::uint64_t*>(&bs->host_tail);
+  TelemetryBuffer* t = dk->telemetry;
+  ControlBlock* c = dk->control;
+  store_relaxed(&t->messages_processed, processed);
+  store_relaxed(&t->messages_dropped, bs->dropped + dead);
+  store_relaxed(&t->total_latency_us, bs->lat_total);
+  store_relaxed(&t->min_latency_us, bs->lat_min);
+  store_relaxed(&t->max_latency_us, bs->lat_max);
+  store_relaxed(&t->input_queue_depth, static_cast<std::uint32_t>(seen_tail - in_head));
+  store_relaxed(&t->k2k_sent, sent);
+  store_relaxed(&c->messages_processed, processed);
+  store_relaxed(&c->messages_dropped, bs->dropped);
+  const HlcTimestamp h = hlc::unpack(clock, dk->node_id);
+  store_relaxed(&c->hlc.physical, h.physical);
+  store_relaxed(&c->hlc.logical, h.logical);
+  store_relaxed(&c->hlc.node_id, h.node_id);
+  store_relaxed(&dk->counters->dead_letters, dead);
+  store_relaxed(&dk->counters->tenant_rejections, rejected);
+  store_relaxed(&dk->counters->k2k_sent, sent);
+}
+
 template <class H>
 __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __restrict__ dk) {
   using Traits = HandlerTraits<H>;
@@ -156,6 +187,8 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
   if (tid == 0) {
     memset(bs, 0, sizeof(BlockShared));
     bs->lat_min = ~0ull;
+    bs->hlc_local = dk->work->hlc;
+    bs->hlc = actor ? &bs->hlc_local : &dk->work->hlc;
   }
   __syncthreads();  // the only full-block barrier: after it the poller never meets the others
   if (tid >= hthreads) {
@@ -174,7 +207,8 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
   std::uint64_t in_head = 0;           // host ring
   RingProducer<Scope::System> out;     // kernel -> host
   std::uint32_t acked = ~0u;
-  std::uint64_t processed = 0, epoch = 0, max_depth = 0;
+  std::uint64_t processed = 0, epoch = 0, max_depth = 0, batches = 0;
+  bool dirty = false;
   if (tid == 0 && block0) {
     out = RingProducer<Scope::System>(dk->output);
     in_head = load_relaxed<Scope::System>(&dk->input.indices->head);
@@ -187,13 +221,14 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
     if (tid == 0 && block0) {
       std::uint32_t cmd = kCmdNone, spins = 0;
       while (cmd == kCmdNone) {
-        if (*reinterpret_cast<volatile std::uint32_t*>(&bs->terminate) != 0 ||
-            *reinterpret_cast<volatile std::uint32_t*>(&w->terminate) != 0 ||
-            *reinterpret_cast<volatile std::uint32_t*>(&w->fault) != 0) {
+        if (load_acquire<Scope::Block>(&bs->terminate) != 0 ||
+            load_acquire<Scope::Block>(&bs->fault) != 0 ||
+            ((spins & 63u) == 0 && (*reinterpret_cast<volatile std::uint32_t*>(&w->terminate) != 0 ||
+                                    *reinterpret_cast<volatile std::uint32_t*>(&w->fault) != 0))) {
           cmd = kCmdExit;
           break;
         }
-        const std::uint32_t active = *reinterpret_cast<volatile std::uint32_t*>(&bs->active);
+        const std::uint32_t active = load_acquire<Scope::Block>(&bs->active);
         if (active != acked) {
           acked = active;
           store_release<Scope::System>(&control->acked_active, acked);  // deactivate() waits on it
@@ -231,9 +266,10 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
           }
         }
         if (cmd == kCmdBatch && !actor) {
-          // Parallel mode writes one output slot per input: wait for room for the batch.
-          while (out.reserve(bs->n) < bs->n) {
-            if (*reinterpret_cast<volatile std::uint32_t*>(&bs->terminate) != 0) {
+          // Parallel mode writes one output slot per input (when the handler has a
+          // response type): wait for room for the whole batch.
+          while (Traits::has_response && out.reserve(bs->n) < bs->n) {
+            if (load_acquire<Scope::Block>(&bs->terminate) != 0) {
               cmd = kCmdExit;
               break;
             }
@@ -250,11 +286,17 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
             last.physical = ts[0];
             last.logical = ts[1];
             last.node_id = ts[2];
-            dev_hlc_merge(dk, last);
-            bs->hlc_first = dev_hlc_tick(dk, bs->n);
+            dev_hlc_merge(dk, bs, last);
+            bs->hlc_first = dev_hlc_tick(dk, bs, bs->n);
           }
         }
-        if (cmd == kCmdNone && ++spins > 64) __nanosleep(spins > 4096 ? 1000 : 64);
+        if (cmd == kCmdNone) {
+          if (++spins == 16 && dirty) {  // going idle: let the host see current figures
+            flush_telemetry(dk, bs, processed, in_head);
+            dirty = false;
+          }
+          if (spins > 64) __nanosleep(spins > 1u << 16 ? 1000 : 32);
+        }
       }
       bs->cmd = cmd;
       if (grid > 1) {  // hand the batch to the other blocks (device memory)
@@ -300,40 +342,40 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
         Resp resp{};
         bool emit = false;
         if (valid && tid < dk->block_size) {
-          if (tid == 0) dev_hlc_merge(dk, env.timestamp);
+          if (tid == 0) dev_hlc_merge(dk, bs, env.timestamp);
           ctx.set_message(env.timestamp, env.correlation_id, source == 0 ? 0u : bs->in_routes[source - 1].peer + 1, 0);
           emit = Traits::invoke(handler, ctx, state, *reinterpret_cast<const Req*>(staging + sizeof(Envelope)), resp);
         }
         if (tid == 0) {
           if (!valid) {
-            ++bs->dropped;
+            atomicAdd(reinterpret_cast<unsigned long long*>(&bs->dropped), 1ull);
           } else {
             record_latency(dk, bs, env.timestamp);
             ++processed;
-            if (Traits::has_response && emit && bs->fault == 0) {
+            if (Traits::has_response && emit && load_acquire<Scope::Block>(&bs->fault) == 0) {
               while (out.reserve(bs->emitted + 1) < bs->emitted + 1) {
                 if (bs->emitted) {  // let the host drain what is ready
                   __threadfence_system();
                   out.publish(bs->emitted);
                   bs->emitted = 0;
                 }
-                if (*reinterpret_cast<volatile std::uint32_t*>(&bs->terminate) != 0) break;
+                if (load_acquire<Scope::Block>(&bs->terminate) != 0) break;
                 __nanosleep(200);
               }
               if (out.reserve(bs->emitted + 1) >= bs->emitted + 1) {
-                const Envelope re{type_id_v<Resp>, env.correlation_id, hlc::unpack(dev_hlc_tick(dk), dk->node_id),
+                const Envelope re{type_id_v<Resp>, env.correlation_id, hlc::unpack(dev_hlc_tick(dk, bs), dk->node_id),
                                   static_cast<std::uint32_t>(sizeof(Resp)), static_cast<std::uint16_t>(dk->slot + 1),
                                   static_cast<std::uint8_t>(Priority::Normal), kEnvelopeResponse};
                 write_response(out.slot(bs->emitted), re, resp);
                 ++bs->emitted;
               } else {
-                ++bs->dropped;  // terminating with a full output queue
+                atomicAdd(reinterpret_cast<unsigned long long*>(&bs->dropped), 1ull);  // terminating, output full
               }
             }
           }
         }
         handler_barrier(hthreads);  // staging is reused by the next message
-        if (bs->fault != 0) break;
+        if (load_acquire<Scope::Block>(&bs->fault) != 0) break;
       }
     } else {
       // Parallel: message index = block offset + thread.
@@ -351,6 +393,7 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
         } else {
           atomicAdd(reinterpret_cast<unsigned long long*>(&bs->dropped), 1ull);
         }
+        if constexpr (Traits::has_response) {
         const std::uint64_t pos = bs->out_base + idx;
         std::byte* slot = dk->output.slot(pos);
         const Envelope re{type_id_v<Resp>, env.correlation_id, hlc::unpack(bs->hlc_first + idx, dk->node_id),
@@ -358,6 +401,7 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
                           static_cast<std::uint8_t>(Priority::Normal),
                           static_cast<std::uint8_t>(kEnvelopeResponse | ((Traits::has_response && emit) ? 0 : kEnvelopeSkip))};
         write_response(slot, re, resp);
+        }
       }
     }
     handler_barrier(hthreads);
@@ -376,8 +420,9 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
         const std::uint64_t next = bs->start + n;
         if (!actor) {
           processed += n;
-          bs->emitted = n;
+          bs->emitted = Traits::has_response ? n : 0;
         }
+        if (!actor && *reinterpret_cast<volatile std::uint32_t*>(&w->fault) != 0) bs->emitted = 0;  // a faulted batch sends nothing
         // One system fence releases both words: the input slots were read (so the host may
         // reuse them) and every handler thread's output writes (ordered before this thread
         // by the barrier above) are visible before the new tail. Pairs with the host's
@@ -394,24 +439,11 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
           out.publish_after_fence(bs->emitted);
           bs->emitted = 0;
         }
-        // Telemetry and counters: plain stores to mapped memory (the host reads them).
-        TelemetryBuffer* t = dk->telemetry;
-        store_relaxed(&t->messages_processed, processed);
-        store_relaxed(&t->messages_dropped, bs->dropped + load_relaxed<Scope::Device>(&w->dead_letters));
-        store_relaxed(&t->total_latency_us, bs->lat_total);
-        store_relaxed(&t->min_latency_us, bs->lat_min);
-        store_relaxed(&t->max_latency_us, bs->lat_max);
-        store_relaxed(&t->input_queue_depth, static_cast<std::uint32_t>(load_relaxed<Scope::Block>(&bs->host_tail) - in_head));
-        store_relaxed(&t->k2k_sent, load_relaxed<Scope::Device>(&w->k2k_sent));
-        store_relaxed(&control->messages_processed, processed);
-        store_relaxed(&control->messages_dropped, bs->dropped);
-        const HlcTimestamp h = hlc::unpack(load_relaxed<Scope::Device>(&w->hlc), dk->node_id);
-        store_relaxed(&control->hlc.physical, h.physical);
-        store_relaxed(&control->hlc.logical, h.logical);
-        store_relaxed(&control->hlc.node_id, h.node_id);
-        store_relaxed(&dk->counters->dead_letters, load_relaxed<Scope::Device>(&w->dead_letters));
-        store_relaxed(&dk->counters->tenant_rejections, load_relaxed<Scope::Device>(&w->tenant_rejections));
-        store_relaxed(&dk->counters->k2k_sent, load_relaxed<Scope::Device>(&w->k2k_sent));
+        dirty = true;
+        if ((++batches & 31u) == 0) {
+          flush_telemetry(dk, bs, processed, in_head);
+          dirty = false;
+        }
       }
     }
   }
@@ -423,7 +455,8 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
         w->stop = 1;
         store_release<Scope::Device>(&w->batch_epoch, ++epoch);
       }
-      *reinterpret_cast<volatile std::uint32_t*>(&bs->exit) = 1;  // the poller leaves
+      store_release<Scope::Block>(&bs->exit, 1u);  // the poller leaves
+      flush_telemetry(dk, bs, processed, in_head);
       const std::uint32_t fault = *reinterpret_cast<volatile std::uint32_t*>(&w->fault);
       if (fault != 0) {
         store_release<Scope::System>(&control->last_error, fault);
