@@ -141,7 +141,7 @@ class CudaRuntime final : public RingKernelRuntime {
   void collect_locked() noexcept {
     if (running_ != 0) return;  // a device-wide sync now would wait on a persistent kernel
     for (void* p : graveyard_.host) cudaFreeHost(p);
-    for (void* p : graveyard_.device) cudaFreeAsync(p, setup_);
+    for (void* p : graveyard_.device) cudaFree(p);
     for (cudaStream_t s : graveyard_.streams) cudaStreamDestroy(s);
     graveyard_ = {};
   }
@@ -245,9 +245,8 @@ Result<void> CudaRuntime::init() {
   cudaFreeHost(probe_out);
 
   // Tenant directory (device memory): -1 = free slot.
-  RK_CUDA_TRY(cudaMallocAsync(reinterpret_cast<void**>(&directory_), sizeof(std::int64_t) * RuntimeCore::kMaxKernels,
-                              setup_),
-              ErrorCode::OutOfMemory, "cudaMallocAsync (tenant directory)");
+  RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&directory_), sizeof(std::int64_t) * RuntimeCore::kMaxKernels),
+              ErrorCode::OutOfMemory, "cudaMalloc (tenant directory)");
   RK_CUDA_TRY(cudaMemsetAsync(directory_, 0xFF, sizeof(std::int64_t) * RuntimeCore::kMaxKernels, setup_),
               ErrorCode::BackendError, "cudaMemset");
   RK_CUDA_TRY(cudaStreamSynchronize(setup_), ErrorCode::BackendError, "cudaStreamSynchronize");
@@ -258,9 +257,8 @@ CudaRuntime::~CudaRuntime() {
   std::lock_guard lock(mutex_);
   if (running_ == 0) {
     collect_locked();
-    for (void* p : k2k_rings_) cudaFreeAsync(p, setup_);
-    if (directory_) cudaFreeAsync(directory_, setup_);
-    cudaStreamSynchronize(setup_);
+    for (void* p : k2k_rings_) cudaFree(p);
+    if (directory_) cudaFree(directory_);
     if (setup_) cudaStreamDestroy(setup_);
   }
   // Else a kernel never stopped: freeing now would hang on it; the memory is left to the
@@ -360,14 +358,15 @@ Result<void> CudaKernel::allocate() {
 
   // Device memory: the kernel's description, its work words, its state.
   cudaStream_t s = rt_.setup_stream();
-  // Stream-ordered allocations: cudaMalloc may synchronise the device, which would wait
-  // forever on the persistent kernels already running.
-  RK_CUDA_TRY(cudaMallocAsync(reinterpret_cast<void**>(&dk_), sizeof(DeviceKernel), s), ErrorCode::OutOfMemory,
-              "cudaMallocAsync (kernel description)");
-  RK_CUDA_TRY(cudaMallocAsync(reinterpret_cast<void**>(&work_), sizeof(DeviceWork), s), ErrorCode::OutOfMemory,
-              "cudaMallocAsync (kernel work words)");
-  RK_CUDA_TRY(cudaMallocAsync(&state_, std::max<std::uint32_t>(program_.state_size, 8), s), ErrorCode::OutOfMemory,
-              "cudaMallocAsync (kernel state)");
+  // cudaMalloc does not wait for running kernels (cudaFree would: frees are deferred).
+  // Stream-ordered allocation is not used: memory from cudaMallocAsync on one stream is
+  // not ordered before a persistent kernel launched earlier on another.
+  RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&dk_), sizeof(DeviceKernel)), ErrorCode::OutOfMemory,
+              "cudaMalloc (kernel description)");
+  RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&work_), sizeof(DeviceWork)), ErrorCode::OutOfMemory,
+              "cudaMalloc (kernel work words)");
+  RK_CUDA_TRY(cudaMalloc(&state_, std::max<std::uint32_t>(program_.state_size, 8)), ErrorCode::OutOfMemory,
+              "cudaMalloc (kernel state)");
   std::vector<std::byte> init(std::max<std::uint32_t>(program_.state_size, 8));
   program_.init_state(init.data());
   DeviceWork w{};
@@ -513,8 +512,7 @@ Result<void> CudaRuntime::connect(KernelCore& from, KernelCore& to) {
   const std::uint32_t slot = t->k2k_slot_size();
   std::byte* mem = nullptr;
   const std::size_t bytes = sizeof(RingIndices) + std::size_t{cap} * slot;
-  RK_CUDA_TRY(cudaMallocAsync(reinterpret_cast<void**>(&mem), bytes, setup_), ErrorCode::OutOfMemory,
-              "cudaMallocAsync (K2K ring)");
+  RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&mem), bytes), ErrorCode::OutOfMemory, "cudaMalloc (K2K ring)");
   RK_CUDA_TRY(cudaMemsetAsync(mem, 0, bytes, setup_), ErrorCode::BackendError, "cudaMemset (K2K ring)");
   RK_CUDA_TRY(cudaStreamSynchronize(setup_), ErrorCode::BackendError, "setup stream");
   const RingView view{reinterpret_cast<RingIndices*>(mem), mem + sizeof(RingIndices), cap, slot};

@@ -87,41 +87,58 @@ __device__ inline void dev_copy16(void* dst, const void* src, std::uint32_t byte
   }
 }
 
-/// Multi-producer send into a device K2K ring: claim a position with a CAS on the ring's
-/// claim word, write the slot, then publish in claim order (a producer waits until every
-/// earlier claim is published). Single-writer head/tail semantics for the consumer are
-/// unchanged: the consumer (the receiving kernel's leader) still sees one tail.
+/// Multi-producer send into a device K2K ring. Lanes of a warp sending to the same ring
+/// are aggregated (the warp-aggregated-atomics pattern): one lane claims a run of positions
+/// with one CAS on the ring's claim word, every lane writes its slot, and the run is
+/// published with one release store of the tail, in claim order (a run waits until every
+/// earlier claim is published). The consumer still sees single-writer head/tail words.
 __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared* bs, const RingView& v, TypeId type,
                                       const void* payload, std::uint32_t size, std::uint64_t corr) {
   RingIndices* ix = v.indices;
   if (size + sizeof(Envelope) > v.slot_size) return Status::TooLarge;
-  unsigned long long* claim = reinterpret_cast<unsigned long long*>(&ix->claim);
-  // claim, head and tail are loaded together (one L2 round trip), then one CAS.
-  std::uint64_t c = load_relaxed<Scope::Device>(&ix->claim);
-  std::uint64_t head = load_acquire<Scope::Device>(&ix->head);
-  std::uint64_t tail = load_relaxed<Scope::Device>(&ix->tail);
-  bool in_order;
-  for (;;) {
-    if (c - head >= v.capacity) {
-      // Full, or a consumer that is gone: tell the two apart only now (off the fast path).
-      return load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed : Status::QueueFull;
+  const unsigned active = __activemask();
+  const unsigned peers = __match_any_sync(active, reinterpret_cast<unsigned long long>(ix));
+  const unsigned lane = threadIdx.x & 31u;
+  const unsigned first = __ffs(peers) - 1;
+  const unsigned rank = __popc(peers & ((1u << lane) - 1u));
+  const unsigned count = __popc(peers);
+  std::uint64_t base = 0;
+  unsigned status = static_cast<unsigned>(Status::Ok);
+  bool in_order = true;
+  if (lane == first) {
+    unsigned long long* claim = reinterpret_cast<unsigned long long*>(&ix->claim);
+    // claim, head and tail are loaded together (one L2 round trip), then one CAS.
+    std::uint64_t c = load_relaxed<Scope::Device>(&ix->claim);
+    std::uint64_t head = load_acquire<Scope::Device>(&ix->head);
+    std::uint64_t tail = load_relaxed<Scope::Device>(&ix->tail);
+    for (;;) {
+      if (c + count - head > v.capacity) {
+        // Full, or a consumer that is gone: told apart only here, off the fast path.
+        status = static_cast<unsigned>(load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed
+                                                                                               : Status::QueueFull);
+        break;
+      }
+      const unsigned long long seen = atomicCAS(claim, c, c + count);
+      if (seen == c) {
+        base = c;
+        in_order = tail == c;  // nobody before us is still writing
+        break;
+      }
+      c = seen;
+      head = load_acquire<Scope::Device>(&ix->head);
+      tail = load_relaxed<Scope::Device>(&ix->tail);
     }
-    const unsigned long long seen = atomicCAS(claim, c, c + 1);
-    if (seen == c) {
-      in_order = tail == c;  // nobody before us is still writing
-      break;
-    }
-    c = seen;
-    head = load_acquire<Scope::Device>(&ix->head);
-    tail = load_relaxed<Scope::Device>(&ix->tail);
   }
+  status = __shfl_sync(peers, status, first);
+  if (status != static_cast<unsigned>(Status::Ok)) return static_cast<Status>(status);
+  base = __shfl_sync(peers, static_cast<unsigned long long>(base), first);
+  const std::uint64_t pos = base + rank;
   alignas(16) unsigned char buf[sizeof(Envelope)];
   Envelope env{type, corr, hlc::unpack(dev_hlc_tick(dk, bs), dk->node_id), size, static_cast<std::uint16_t>(dk->slot + 1),
                static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
   memcpy(buf, &env, sizeof env);
-  std::byte* slot = v.slot(c);
+  std::byte* slot = v.slot(pos);
   dev_copy16(slot, buf, sizeof env);
-  // payload: 16-byte words where possible
   const auto* p = static_cast<const unsigned char*>(payload);
   std::uint32_t i = 0;
   if ((reinterpret_cast<std::uintptr_t>(p) & 15u) == 0) {
@@ -129,9 +146,13 @@ __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared*
       *reinterpret_cast<uint4*>(slot + sizeof env + i) = *reinterpret_cast<const uint4*>(p + i);
   }
   for (; i < size; ++i) reinterpret_cast<unsigned char*>(slot)[sizeof env + i] = p[i];
-  if (!in_order)
-    while (load_acquire<Scope::Device>(&ix->tail) != c) __nanosleep(20);
-  store_release<Scope::Device>(&ix->tail, c + 1);  // pairs with the consumer's acquire of tail
+  __syncwarp(peers);  // every lane's slot is written before the run is published
+  if (lane == first) {
+    if (!in_order)
+      while (load_acquire<Scope::Device>(&ix->tail) != base) __nanosleep(20);
+    store_release<Scope::Device>(&ix->tail, base + count);  // pairs with the consumer's acquire of tail
+  }
+  __syncwarp(peers);
   return Status::Ok;
 }
 

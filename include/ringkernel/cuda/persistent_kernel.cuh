@@ -48,33 +48,36 @@ __device__ inline std::uint32_t shared_load_acquire(const std::uint32_t* p) {
   return load_acquire<Scope::Block>(p);
 }
 
-/// The poller warp's loop (lane 0 of block 0). Relaxed loads, issued together (one PCIe
-/// round trip per iteration); a system-scope acquire fence only when something changed.
+/// The poller warp's loop (lane 0 of block 0): the control words and route counts with
+/// relaxed loads, then the input tail with an acquire load, all in flight together (one
+/// PCIe round trip per iteration; an acquire load is cheaper than a system fence on H100).
 __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
   ControlBlock* c = dk->control;
   const RingIndices* in = dk->input.indices;
   std::uint64_t last_tail = 0, beats = 0;
   std::uint32_t last_oc = 0, last_ic = 0, idle = 0;
   while (load_acquire<Scope::Block>(&bs->exit) == 0) {
-    const std::uint64_t tail = load_relaxed<Scope::System>(&in->tail);
     const std::uint32_t active = *reinterpret_cast<volatile std::uint32_t*>(&c->is_active);
     const std::uint32_t term = *reinterpret_cast<volatile std::uint32_t*>(&c->should_terminate);
     const std::uint32_t oc = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->out_count);
     const std::uint32_t ic = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->in_count);
+    // Pairs with the host's release store of tail (RingProducer::publish): the slots it
+    // published are visible to whoever this thread hands the tail to below.
+    const std::uint64_t tail = load_acquire<Scope::System>(&in->tail);
     store_release<Scope::Block>(&bs->active, active);
     store_release<Scope::Block>(&bs->terminate, term);
-    const bool changed = tail != last_tail || oc != last_oc || ic != last_ic;
-    if (changed) {
-      // Acquire: the host's slot / route-entry writes happen before its release of these
-      // words; this fence orders them before everything the leader does after it sees the
-      // CTA-scope release below.
+    if (oc != last_oc || ic != last_ic) {
+      // Route entries are written before their count (host release): acquire them.
       asm volatile("fence.acq_rel.sys;" ::: "memory");
       store_release<Scope::Block>(&bs->out_count_seen, oc);
       store_release<Scope::Block>(&bs->in_count_seen, ic);
-      store_release<Scope::Block>(&bs->host_tail, tail);  // pairs with the leader's acquire
-      last_tail = tail;
       last_oc = oc;
       last_ic = ic;
+      idle = 0;
+    }
+    if (tail != last_tail) {
+      store_release<Scope::Block>(&bs->host_tail, tail);  // pairs with the leader's acquire
+      last_tail = tail;
       idle = 0;
     } else if (++idle > 512) {
       __nanosleep(idle > 8192 ? 1000 : 100);
@@ -423,20 +426,19 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
           bs->emitted = Traits::has_response ? n : 0;
         }
         if (!actor && *reinterpret_cast<volatile std::uint32_t*>(&w->fault) != 0) bs->emitted = 0;  // a faulted batch sends nothing
-        // One system fence releases both words: the input slots were read (so the host may
-        // reuse them) and every handler thread's output writes (ordered before this thread
-        // by the barrier above) are visible before the new tail. Pairs with the host's
-        // acquire loads of head (RingProducer::reserve) and tail (RingConsumer::available).
-        if (source == 0 || bs->emitted) asm volatile("fence.acq_rel.sys;" ::: "memory");
+        // Release stores (cumulative: every handler thread's slot writes, ordered before
+        // this thread by the barrier above, are visible before the new tail). The head
+        // store pairs with the host producer's acquire in RingProducer::reserve, the tail
+        // store with the host consumer's acquire in RingConsumer::available.
         if (source == 0) {
           in_head = next;
-          store_relaxed(&dk->input.indices->head, next);
+          store_release<Scope::System>(&dk->input.indices->head, next);
         } else {  // device-only traffic: a device-scope release is enough
           bs->in_heads[source - 1] = next;
           store_release<Scope::Device>(&bs->in_routes[source - 1].view.indices->head, next);
         }
         if (bs->emitted) {
-          out.publish_after_fence(bs->emitted);
+          out.publish(bs->emitted);
           bs->emitted = 0;
         }
         dirty = true;
