@@ -26,9 +26,12 @@ run request_response 60 "$B/examples/request_response"
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 SUBSET='*an_actor_answers*:*block_threads_cooperate*:*parallel_mode_spreads*:*k2k_delivers*:*call_matches*:*state_persists*/Cuda'
 run memcheck 300 "$CS" --tool memcheck --error-exitcode 3 "$B/tests/backend_tests" --gtest_filter="$SUBSET"
-run racecheck 300 "$CS" --tool racecheck --error-exitcode 3 "$B/tests/backend_tests" --gtest_filter="$SUBSET"
+run racecheck 200 "$CS" --tool racecheck --error-exitcode 3 "$B/tests/backend_tests" \
+  --gtest_filter='*an_actor_answers*:*block_threads_cooperate*/Cuda'
+run synccheck 200 "$CS" --tool synccheck --error-exitcode 3 "$B/tests/backend_tests" \
+  --gtest_filter='*an_actor_answers*:*block_threads_cooperate*/Cuda' 
 grep -E "FAILED|Failure|error" "$OUT/cuda_backend_tests.log" | head -30
-grep -E "ERROR SUMMARY|RACECHECK SUMMARY|hazard|Invalid" "$OUT/memcheck.log" "$OUT/racecheck.log" | head -20
+grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Race reported|Invalid|at .*\.cuh?:[0-9]+" "$OUT/memcheck.log" "$OUT/racecheck.log" "$OUT/synccheck.log" | head -24
 printf '%s\n' "${summary[@]}"
 if [ -x "$B/bench/cuda_bench" ] && [ "${RK_BENCH:-1}" = 1 ]; then
   timeout -s KILL 240 "$B/bench/cuda_bench" ${RK_BENCH_ARGS:-} 2>&1 | tee "$OUT/cuda_bench.log" | tail -25

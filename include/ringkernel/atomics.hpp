@@ -22,48 +22,55 @@ enum class Scope : std::uint8_t { Block, Device, System };
 namespace detail {
 
 #if RK_DEVICE_PASS
+// Block scope uses atomic read-modify-write instructions plus a CTA fence: the same
+// ordering as ld.acquire.cta / st.release.cta, and recognised as atomics by
+// compute-sanitizer's racecheck (which reports plain-looking ld/st on shared memory).
 template <Scope S>
 __device__ inline std::uint64_t device_load_acquire(const std::uint64_t* p) {
   std::uint64_t v;
-  if constexpr (S == Scope::System) {
+  if constexpr (S == Scope::Block) {
+    v = atomicAdd(reinterpret_cast<unsigned long long*>(const_cast<std::uint64_t*>(p)), 0ull);
+    __threadfence_block();
+  } else if constexpr (S == Scope::System) {
     asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
-  } else if constexpr (S == Scope::Device) {
-    asm volatile("ld.acquire.gpu.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
   } else {
-    asm volatile("ld.acquire.cta.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    asm volatile("ld.acquire.gpu.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
   }
   return v;
 }
 template <Scope S>
 __device__ inline void device_store_release(std::uint64_t* p, std::uint64_t v) {
-  if constexpr (S == Scope::System) {
+  if constexpr (S == Scope::Block) {
+    __threadfence_block();
+    atomicExch(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));
+  } else if constexpr (S == Scope::System) {
     asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
-  } else if constexpr (S == Scope::Device) {
-    asm volatile("st.release.gpu.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
   } else {
-    asm volatile("st.release.cta.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+    asm volatile("st.release.gpu.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
   }
 }
 template <Scope S>
 __device__ inline std::uint32_t device_load_acquire32(const std::uint32_t* p) {
   std::uint32_t v;
-  if constexpr (S == Scope::System) {
+  if constexpr (S == Scope::Block) {
+    v = atomicAdd(const_cast<unsigned int*>(p), 0u);
+    __threadfence_block();
+  } else if constexpr (S == Scope::System) {
     asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  } else if constexpr (S == Scope::Device) {
-    asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   } else {
-    asm volatile("ld.acquire.cta.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   }
   return v;
 }
 template <Scope S>
 __device__ inline void device_store_release32(std::uint32_t* p, std::uint32_t v) {
-  if constexpr (S == Scope::System) {
+  if constexpr (S == Scope::Block) {
+    __threadfence_block();
+    atomicExch(p, v);
+  } else if constexpr (S == Scope::System) {
     asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-  } else if constexpr (S == Scope::Device) {
-    asm volatile("st.release.gpu.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
   } else {
-    asm volatile("st.release.cta.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+    asm volatile("st.release.gpu.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
   }
 }
 template <Scope S>

@@ -155,7 +155,14 @@ class CudaRuntime final : public RingKernelRuntime {
   std::mutex mutex_;
   int running_ = 0;
   Graveyard graveyard_;
-  std::vector<void*> k2k_rings_;
+  // K2K rings come from one arena allocated before any kernel runs: a persistent kernel
+  // then never touches memory allocated after its launch (which compute-sanitizer cannot
+  // track, and which would need a device allocation while kernels spin).
+  std::byte* k2k_arena_ = nullptr;
+  std::size_t k2k_arena_used_ = 0;
+
+ public:
+  static constexpr std::size_t kK2KArenaBytes = std::size_t{128} << 20;
   std::atomic<bool> poisoned_{false};
 };
 
@@ -244,6 +251,9 @@ Result<void> CudaRuntime::init() {
   }
   cudaFreeHost(probe_out);
 
+  RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&k2k_arena_), kK2KArenaBytes), ErrorCode::OutOfMemory,
+              "cudaMalloc of the 128 MiB K2K ring arena");
+
   // Tenant directory (device memory): -1 = free slot.
   RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&directory_), sizeof(std::int64_t) * RuntimeCore::kMaxKernels),
               ErrorCode::OutOfMemory, "cudaMalloc (tenant directory)");
@@ -257,7 +267,7 @@ CudaRuntime::~CudaRuntime() {
   std::lock_guard lock(mutex_);
   if (running_ == 0) {
     collect_locked();
-    for (void* p : k2k_rings_) cudaFree(p);
+    if (k2k_arena_) cudaFree(k2k_arena_);
     if (directory_) cudaFree(directory_);
     if (setup_) cudaStreamDestroy(setup_);
   }
@@ -510,9 +520,16 @@ Result<void> CudaRuntime::connect(KernelCore& from, KernelCore& to) {
                                           " outbound and inbound K2K routes");
   const std::uint32_t cap = from.options.k2k_queue_capacity;
   const std::uint32_t slot = t->k2k_slot_size();
+  const std::size_t bytes = (sizeof(RingIndices) + std::size_t{cap} * slot + 255) & ~std::size_t{255};
   std::byte* mem = nullptr;
-  const std::size_t bytes = sizeof(RingIndices) + std::size_t{cap} * slot;
-  RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&mem), bytes), ErrorCode::OutOfMemory, "cudaMalloc (K2K ring)");
+  {
+    std::lock_guard lock(mutex_);
+    if (k2k_arena_used_ + bytes > kK2KArenaBytes)
+      return Error(ErrorCode::OutOfMemory, "connect: the K2K ring arena (128 MiB per runtime) is exhausted; use smaller "
+                                           "k2k_queue_capacity values");
+    mem = k2k_arena_ + k2k_arena_used_;
+    k2k_arena_used_ += bytes;
+  }
   RK_CUDA_TRY(cudaMemsetAsync(mem, 0, bytes, setup_), ErrorCode::BackendError, "cudaMemset (K2K ring)");
   RK_CUDA_TRY(cudaStreamSynchronize(setup_), ErrorCode::BackendError, "setup stream");
   const RingView view{reinterpret_cast<RingIndices*>(mem), mem + sizeof(RingIndices), cap, slot};
@@ -522,8 +539,6 @@ Result<void> CudaRuntime::connect(KernelCore& from, KernelCore& to) {
   store_release(&fr->out_count, oc + 1);
   store_release(&tr->in_count, ic + 1);
   t->inbound_rings.push_back(view.indices);
-  std::lock_guard lock(mutex_);
-  k2k_rings_.push_back(mem);  // freed with the runtime (a route may outlive either end's handle)
   return {};
 }
 

@@ -48,41 +48,42 @@ __device__ inline std::uint32_t shared_load_acquire(const std::uint32_t* p) {
   return load_acquire<Scope::Block>(p);
 }
 
-/// The poller warp's loop (lane 0 of block 0): the control words and route counts with
-/// relaxed loads, then the input tail with an acquire load, all in flight together (one
-/// PCIe round trip per iteration; an acquire load is cheaper than a system fence on H100).
+/// The poller warp's loop (lane 0 of block 0). Every iteration is one acquire load of the
+/// input tail (one PCIe round trip); the control words and route counts, which change
+/// rarely, are read every 16th iteration (loads of mapped memory do not overlap, so each
+/// extra word would add a round trip to every message's latency).
 __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
   ControlBlock* c = dk->control;
   const RingIndices* in = dk->input.indices;
   std::uint64_t last_tail = 0, beats = 0;
   std::uint32_t last_oc = 0, last_ic = 0, idle = 0;
   while (load_acquire<Scope::Block>(&bs->exit) == 0) {
-    const std::uint32_t active = *reinterpret_cast<volatile std::uint32_t*>(&c->is_active);
-    const std::uint32_t term = *reinterpret_cast<volatile std::uint32_t*>(&c->should_terminate);
-    const std::uint32_t oc = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->out_count);
-    const std::uint32_t ic = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->in_count);
+    if ((beats & 15u) == 0) {
+      store_release<Scope::Block>(&bs->active, *reinterpret_cast<volatile std::uint32_t*>(&c->is_active));
+      store_release<Scope::Block>(&bs->terminate, *reinterpret_cast<volatile std::uint32_t*>(&c->should_terminate));
+      const std::uint32_t oc = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->out_count);
+      const std::uint32_t ic = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->in_count);
+      if (oc != last_oc || ic != last_ic) {
+        // Route entries are written before their count (host release): acquire them.
+        asm volatile("fence.acq_rel.sys;" ::: "memory");
+        store_release<Scope::Block>(&bs->out_count_seen, oc);
+        store_release<Scope::Block>(&bs->in_count_seen, ic);
+        last_oc = oc;
+        last_ic = ic;
+      }
+      if ((beats & 1023u) == 0) store_relaxed(&c->heartbeat, beats);
+    }
+    ++beats;
     // Pairs with the host's release store of tail (RingProducer::publish): the slots it
     // published are visible to whoever this thread hands the tail to below.
     const std::uint64_t tail = load_acquire<Scope::System>(&in->tail);
-    store_release<Scope::Block>(&bs->active, active);
-    store_release<Scope::Block>(&bs->terminate, term);
-    if (oc != last_oc || ic != last_ic) {
-      // Route entries are written before their count (host release): acquire them.
-      asm volatile("fence.acq_rel.sys;" ::: "memory");
-      store_release<Scope::Block>(&bs->out_count_seen, oc);
-      store_release<Scope::Block>(&bs->in_count_seen, ic);
-      last_oc = oc;
-      last_ic = ic;
-      idle = 0;
-    }
     if (tail != last_tail) {
       store_release<Scope::Block>(&bs->host_tail, tail);  // pairs with the leader's acquire
       last_tail = tail;
       idle = 0;
-    } else if (++idle > 512) {
-      __nanosleep(idle > 8192 ? 1000 : 100);
+    } else if (++idle > 1024) {
+      __nanosleep(idle > 16384 ? 1000 : 100);
     }
-    if ((++beats & 1023u) == 0) store_relaxed(&c->heartbeat, beats);
   }
 }
 
@@ -244,8 +245,10 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
         // K2K inbound rings (device memory, L2 latency) before the host ring.
         if (!dk->pull_mode) {
           for (std::uint32_t r = 0; r < bs->in_count && cmd == kCmdNone; ++r) {
-            const std::uint64_t t = load_acquire<Scope::Device>(&bs->in_routes[r].view.indices->tail);
+            const std::uint64_t t = load_relaxed<Scope::Device>(&bs->in_routes[r].view.indices->tail);
             if (t != bs->in_heads[r]) {
+              // Acquire only on a change: pairs with the sender's release of tail.
+              asm volatile("fence.acq_rel.gpu;" ::: "memory");
               const std::uint64_t avail = t - bs->in_heads[r];
               bs->n = static_cast<std::uint32_t>(avail < max_batch ? avail : max_batch);
               bs->start = bs->in_heads[r];
