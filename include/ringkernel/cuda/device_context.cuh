@@ -87,6 +87,17 @@ __device__ inline void dev_copy16(void* dst, const void* src, std::uint32_t byte
   }
 }
 
+/// Outbound route `i` as the host wrote it (mapped memory, acquire): the slow path for a
+/// route the leader has not cached yet (connect() just happened). The host writes the
+/// entry, then the count with a release store.
+__device__ inline bool dev_route_from_table(const DeviceKernel* dk, std::uint32_t i, RouteEntry& out) {
+  if (i >= kDeviceMaxRoutes || i >= load_acquire<Scope::System>(&dk->routes->out_count)) return false;
+  const volatile std::uint64_t* src = reinterpret_cast<const volatile std::uint64_t*>(&dk->routes->out[i]);
+  std::uint64_t* dst = reinterpret_cast<std::uint64_t*>(&out);
+  for (unsigned k = 0; k < sizeof(RouteEntry) / 8; ++k) dst[k] = src[k];
+  return true;
+}
+
 /// Multi-producer send into a device K2K ring. Lanes of a warp sending to the same ring
 /// are aggregated (the warp-aggregated-atomics pattern): one lane claims a run of positions
 /// with one CAS on the ring's claim word, every lane writes its slot, and the run is
@@ -239,7 +250,8 @@ RK_HOST_DEVICE inline HlcTimestamp RingContext::hlc_now() noexcept {
 
 RK_HOST_DEVICE inline std::uint32_t RingContext::k2k_route_count() const noexcept {
 #if RK_DEVICE_PASS
-  return static_cast<const detail::BlockShared*>(device_block_)->out_count;
+  const std::uint32_t cached = static_cast<const detail::BlockShared*>(device_block_)->out_count;
+  return cached != 0 ? cached : load_acquire<Scope::System>(&device_->routes->out_count);
 #else
   return detail::cpu_k2k_route_count(cpu_);
 #endif
@@ -248,7 +260,9 @@ RK_HOST_DEVICE inline std::uint32_t RingContext::k2k_route_count() const noexcep
 RK_HOST_DEVICE inline std::uint32_t RingContext::k2k_route(std::uint32_t i) const noexcept {
 #if RK_DEVICE_PASS
   const auto* bs = static_cast<const detail::BlockShared*>(device_block_);
-  return i < bs->out_count ? bs->out_routes[i].peer : ~0u;
+  if (i < bs->out_count) return bs->out_routes[i].peer;
+  detail::RouteEntry e;
+  return detail::dev_route_from_table(device_, i, e) ? e.peer : ~0u;
 #else
   return detail::cpu_k2k_route(cpu_, i);
 #endif
@@ -261,9 +275,14 @@ RK_HOST_DEVICE inline Status RingContext::k2k_send_bytes(std::uint32_t dest, Typ
   auto* bs = static_cast<detail::BlockShared*>(device_block_);
   detail::DeviceWork* w = dk->work;
   if (dk->k2k_enabled) {
-    for (std::uint32_t i = 0; i < bs->out_count; ++i) {
-      if (bs->out_routes[i].peer != dest) continue;
-      const Status s = detail::dev_k2k_push(dk, bs, bs->out_routes[i].view, type, payload, size, msg_corr_);
+    const RingView* view = nullptr;
+    for (std::uint32_t i = 0; i < bs->out_count && !view; ++i)
+      if (bs->out_routes[i].peer == dest) view = &bs->out_routes[i].view;
+    detail::RouteEntry fresh;
+    for (std::uint32_t i = bs->out_count; !view && detail::dev_route_from_table(dk, i, fresh); ++i)
+      if (fresh.peer == dest) view = &fresh.view;  // connected moments ago, not cached yet
+    if (view) {
+      const Status s = detail::dev_k2k_push(dk, bs, *view, type, payload, size, msg_corr_);
       if (s == Status::Ok) atomicAdd(reinterpret_cast<unsigned long long*>(&w->k2k_sent), 1ull);
       if (s == Status::Closed) atomicAdd(reinterpret_cast<unsigned long long*>(&w->dead_letters), 1ull);
       return s;
@@ -287,6 +306,18 @@ RK_HOST_DEVICE inline Status RingContext::k2k_try_receive_bytes(TypeId type, voi
                                                                std::uint32_t* source) noexcept {
 #if RK_DEVICE_PASS
   auto* bs = static_cast<detail::BlockShared*>(device_block_);
+  if (threadIdx.x == 0) {
+    // Thread 0 is the leader that owns the inbound cache: take routes connected moments
+    // ago straight from the host's table (acquire of the count, then the entries).
+    const std::uint32_t c = load_acquire<Scope::System>(&device_->routes->in_count);
+    while (bs->in_count < c && bs->in_count < detail::kDeviceMaxRoutes) {
+      const volatile std::uint64_t* src = reinterpret_cast<const volatile std::uint64_t*>(&device_->routes->in[bs->in_count]);
+      std::uint64_t* dst = reinterpret_cast<std::uint64_t*>(&bs->in_routes[bs->in_count]);
+      for (unsigned k = 0; k < sizeof(detail::RouteEntry) / 8; ++k) dst[k] = src[k];
+      bs->in_heads[bs->in_count] = 0;
+      ++bs->in_count;
+    }
+  }
   for (std::uint32_t r = 0; r < bs->in_count; ++r) {
     const RingView& v = bs->in_routes[r].view;
     const std::uint64_t head = bs->in_heads[r];
