@@ -62,6 +62,10 @@ class CpuKernel final : public KernelBackend {
   Status k2k_try_receive(TypeId type, void* out, std::uint32_t size, std::uint32_t* source) noexcept;
   bool emit(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr) noexcept;
   void flush_output() noexcept;
+  Status publish(std::uint64_t topic, TypeId type, const void* payload, std::uint32_t size) noexcept {
+    if (core_.broker == nullptr) return Status::NoRoute;
+    return core_.broker->publish_from_kernel(topic, type, payload, size, clock_.tick(), slot);
+  }
 
   // Host side (connect()).
   void add_out_route(const RouteRing& ring, CpuKernel* target, std::uint32_t dest) noexcept;
@@ -529,5 +533,8 @@ void cpu_count_dropped(CpuExec* e, std::uint64_t n) { e->dropped += n; }
 std::uint32_t cpu_kernel_slot(CpuExec* e) { return e->slot; }
 std::uint32_t cpu_k2k_route_count(CpuExec* e) { return kernel_of(e)->route_count(); }
 std::uint32_t cpu_k2k_route(CpuExec* e, std::uint32_t i) { return kernel_of(e)->route(i); }
+Status cpu_publish(CpuExec* e, std::uint64_t topic, TypeId type, const void* payload, std::uint32_t size) {
+  return kernel_of(e)->publish(topic, type, payload, size);
+}
 
 }  // namespace ringkernel::detail
