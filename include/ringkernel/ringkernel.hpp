@@ -14,6 +14,7 @@
 #include "ringkernel/registry.hpp"
 #include "ringkernel/runtime.hpp"
 #include "ringkernel/telemetry.hpp"
+#include "ringkernel/telemetry_pipeline.hpp"
 #include "ringkernel/types.hpp"
 
 namespace ringkernel {
