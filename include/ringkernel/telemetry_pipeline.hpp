@@ -214,6 +214,7 @@ class PrometheusServer {
   ~PrometheusServer();
 
   std::uint16_t port() const noexcept;
+  /// Requests answered (any status).
   std::uint64_t requests_served() const noexcept;
   void stop() noexcept;
 

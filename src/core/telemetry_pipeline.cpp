@@ -601,12 +601,16 @@ struct PrometheusServer::Impl {
 
   /// One request on `fd`: read the head (bounded in size and time), answer, close.
   void serve(int fd) {
+    auto answer = [&](const std::string& response) {
+      served.fetch_add(1, std::memory_order_relaxed);
+      send_all(fd, response);
+    };
     std::string req;
     char buf[2048];
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kReadTimeoutMs);
     while (req.find("\r\n\r\n") == std::string::npos) {
       if (req.size() > kMaxRequest) {
-        send_all(fd, http_response(431, "Request Header Fields Too Large", "text/plain", "request too large\n"));
+        answer(http_response(431, "Request Header Fields Too Large", "text/plain", "request too large\n"));
         return;
       }
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -624,21 +628,20 @@ struct PrometheusServer::Impl {
     const std::size_t sp1 = line.find(' ');
     const std::size_t sp2 = sp1 == std::string::npos ? std::string::npos : line.find(' ', sp1 + 1);
     if (sp2 == std::string::npos || line.compare(sp2 + 1, 5, "HTTP/") != 0) {
-      send_all(fd, http_response(400, "Bad Request", "text/plain", "malformed request line\n"));
+      answer(http_response(400, "Bad Request", "text/plain", "malformed request line\n"));
       return;
     }
     const std::string method = line.substr(0, sp1);
     std::string path = line.substr(sp1 + 1, sp2 - sp1 - 1);
     if (const auto q = path.find('?'); q != std::string::npos) path.resize(q);
-    served.fetch_add(1, std::memory_order_relaxed);
     if (method != "GET") {
-      send_all(fd, http_response(405, "Method Not Allowed", "text/plain", "only GET is served\n"));
+      answer(http_response(405, "Method Not Allowed", "text/plain", "only GET is served\n"));
     } else if (path == "/metrics") {
-      send_all(fd, http_response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", pipeline->prometheus_text()));
+      answer(http_response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", pipeline->prometheus_text()));
     } else if (path == "/") {
-      send_all(fd, http_response(200, "OK", "text/plain; charset=utf-8", "ringkernel telemetry: GET /metrics\n"));
+      answer(http_response(200, "OK", "text/plain; charset=utf-8", "ringkernel telemetry: GET /metrics\n"));
     } else {
-      send_all(fd, http_response(404, "Not Found", "text/plain", "not found: try /metrics\n"));
+      answer(http_response(404, "Not Found", "text/plain", "not found: try /metrics\n"));
     }
   }
 };
