@@ -13,6 +13,7 @@
 #include "ringkernel/queue.hpp"
 #include "ringkernel/registry.hpp"
 #include "ringkernel/runtime.hpp"
+#include "ringkernel/supervision.hpp"
 #include "ringkernel/telemetry.hpp"
 #include "ringkernel/telemetry_pipeline.hpp"
 #include "ringkernel/types.hpp"

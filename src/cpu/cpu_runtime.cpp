@@ -302,12 +302,15 @@ Status CpuKernel::k2k_send(std::uint32_t dest, TypeId type, const void* payload,
     return Status::NoRoute;
   }
   const std::uint32_t n = out_route_count_.load(std::memory_order_acquire);
+  bool closed_route = false;
   for (std::uint32_t i = 0; i < n; ++i) {
     OutRoute& r = out_routes_[i];
     if (r.dest != dest) continue;
     if (r.producer.closed()) {
-      dead_letters_.fetch_add(1, std::memory_order_relaxed);
-      return Status::Closed;
+      // A route to an earlier kernel at this address; a later connect() to the kernel that
+      // holds the address now (a restart) may follow in the table.
+      closed_route = true;
+      continue;
     }
     if (size + sizeof(Envelope) > r.producer.slot_size()) return Status::TooLarge;
     if (r.producer.reserve(1) == 0) return Status::QueueFull;
@@ -320,6 +323,10 @@ Status CpuKernel::k2k_send(std::uint32_t dest, TypeId type, const void* payload,
     r.target->bell.ring();
     ++exec.k2k_sent;
     return Status::Ok;
+  }
+  if (closed_route) {
+    dead_letters_.fetch_add(1, std::memory_order_relaxed);
+    return Status::Closed;
   }
   const std::int64_t t = rt_.tenant_of(dest);
   if (t >= 0 && static_cast<std::uint64_t>(t) != tenant) {

@@ -85,9 +85,10 @@ struct HalfDropper {
 /// its state so a restart's fresh state is visible.
 struct Job {
   std::uint64_t value;
-  std::uint32_t fail;  // non-zero: ctx.fail(fail)
+  std::uint32_t fail;  // non-zero: ctx.fail(fail); kStopCleanly: ctx.request_terminate()
   std::uint32_t reserved;
 };
+inline constexpr std::uint32_t kStopCleanly = 0xffffffffu;
 RK_MESSAGE(Job, "ptest.Job", value, fail, reserved);
 
 struct JobDone {
@@ -107,11 +108,45 @@ struct Worker {
   using State = WorkerState;
   RK_HOST_DEVICE bool operator()(RingContext& ctx, WorkerState& s, const Job& in, JobDone& out) const {
     if (ctx.thread_id() != 0) return false;
+    if (in.fail == kStopCleanly) {
+      ctx.request_terminate();
+      return false;
+    }
     if (in.fail) {
       ctx.fail(in.fail);
       return false;
     }
     out = JobDone{in.value, ++s.handled};
+    return true;
+  }
+};
+
+/// Forwards each Tick over its first K2K route (waiting on backpressure).
+struct Forwarder {
+  using Request = Tick;
+  using Response = void;
+  RK_HOST_DEVICE void operator()(RingContext& ctx, NoState&, const Tick& in) const {
+    if (ctx.thread_id() != 0) return;
+    Status s = ctx.k2k_send(ctx.k2k_route(0), in);
+    for (int i = 0; s == Status::QueueFull && i < (1 << 24); ++i) s = ctx.k2k_send(ctx.k2k_route(0), in);
+    if (s != Status::Ok) ctx.count_dropped();
+  }
+};
+
+inline constexpr std::uint64_t kFaultSeq = ~std::uint64_t{0};
+
+/// Like Sink, but faults its kernel on a Tick with seq kFaultSeq.
+struct FragileSink {
+  using Request = Tick;
+  using Response = Tick;
+  using State = SinkState;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, SinkState& s, const Tick& in, Tick& out) const {
+    if (ctx.thread_id() != 0) return false;
+    if (in.seq == kFaultSeq) {
+      ctx.fail(9);
+      return false;
+    }
+    out = Tick{in.seq, ++s.received};
     return true;
   }
 };
