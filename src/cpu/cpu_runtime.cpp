@@ -34,7 +34,8 @@ struct RouteRing {
 struct OutRoute {
   std::uint32_t dest = 0;
   RingProducer<> producer;
-  CpuKernel* target = nullptr;
+  Doorbell* target_bell = nullptr;  // the runtime's doorbell of slot `dest`: valid even after
+                                    // the receiver is destroyed (a restart) while we still send
 };
 
 struct InRoute {
@@ -75,7 +76,7 @@ class CpuKernel final : public KernelBackend {
   std::uint32_t route(std::uint32_t i) const noexcept { return i < route_count() ? out_routes_[i].dest : ~0u; }
   void close_inbound() noexcept;
 
-  Doorbell bell;       // rung by the host and by K2K senders
+  Doorbell& bell;      // rung by the host and by K2K senders; owned by the runtime (per slot)
   Doorbell host_bell;  // rung by this kernel after publishing output
   CpuExec exec;
   std::uint64_t tenant = 0;
@@ -156,15 +157,21 @@ class CpuRuntime final : public RingKernelRuntime {
     return slot < tenant_of_.size() ? tenant_of_[slot].load(std::memory_order_acquire) : -1;
   }
 
+  /// The doorbell of a K2K address. It belongs to the runtime, not to the kernel, so that a
+  /// sender may ring it while the receiver at that address is being destroyed; a kernel that
+  /// later takes the address shares it (a stale ring only makes it re-check for work).
+  Doorbell& doorbell(std::uint32_t slot) noexcept { return doorbells_[slot]; }
+
  private:
   std::mutex mutex_;
   std::vector<std::unique_ptr<RouteRing>> rings_;
   std::array<std::atomic<std::int64_t>, RuntimeCore::kMaxKernels> tenant_of_;
   std::array<std::atomic<CpuKernel*>, RuntimeCore::kMaxKernels> kernels_{};
+  std::unique_ptr<Doorbell[]> doorbells_ = std::make_unique<Doorbell[]>(RuntimeCore::kMaxKernels);
 };
 
 CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgram> program)
-    : rt_(rt), core_(core), program_(std::move(program)),
+    : bell(rt.doorbell(core.slot)), rt_(rt), core_(core), program_(std::move(program)),
       clock_((core.host_clock->node_id() << 16) | (core.slot + 1)) {
   const LaunchOptions& o = core.options;
   slot = core.slot;
@@ -282,7 +289,7 @@ void CpuKernel::add_out_route(const RouteRing& ring, CpuKernel* target, std::uin
   if (n >= kMaxRoutes) return;
   out_routes_[n].dest = dest;
   out_routes_[n].producer = RingProducer<>(ring.view);
-  out_routes_[n].target = target;
+  out_routes_[n].target_bell = &target->bell;
   out_route_count_.store(n + 1, std::memory_order_release);  // pairs with k2k_send's acquire
 }
 
@@ -320,7 +327,7 @@ Status CpuKernel::k2k_send(std::uint32_t dest, TypeId type, const void* payload,
     std::memcpy(s, &env, sizeof env);
     std::memcpy(s + sizeof env, payload, size);
     r.producer.publish(1);
-    r.target->bell.ring();
+    r.target_bell->ring();
     ++exec.k2k_sent;
     return Status::Ok;
   }
