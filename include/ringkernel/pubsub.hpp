@@ -34,7 +34,10 @@
 //  * Retained messages: a topic registered with TopicOptions::retain = N keeps its last N
 //    messages; a new subscription receives the retained messages of every matching topic.
 //  * Kernel subscribers: subscribe_kernel() delivers matching messages into a kernel's
-//    input queue (its request type), as if the host had sent them (at-most-once).
+//    input queue (topics of its request type), as if the host had sent them (at-most-once).
+//    The kernel's input queue is the subscription's queue: when it is full, Backpressure
+//    refuses the publish and both drop policies discard the new message (counted); a
+//    message that loses a race for the last slot with another host sender is counted too.
 //
 // Thread-safety: every member function of Broker may be called from any thread. Publishing
 // takes a shared lock on the index and the locks of the matching subscriptions in id order;

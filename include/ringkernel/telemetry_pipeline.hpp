@@ -165,8 +165,9 @@ class TelemetryPipeline {
   void unwatch(const KernelHandle& kernel);
   /// The histogram `name`, created on first use; its address is stable for the pipeline's life.
   LatencyHistogram& histogram(std::string_view name);
-  /// A value read at every snapshot (e.g. broker counters). Errors: InvalidArgument (name
-  /// is not a Prometheus metric name).
+  /// A value read at every snapshot (e.g. broker counters), on the snapshotting thread;
+  /// `read` must not call this pipeline. Errors: InvalidArgument (name is not a Prometheus
+  /// metric name).
   Result<void> add_gauge(std::string name, std::string help, std::function<double()> read);
   /// Errors: InvalidArgument (bad threshold or target pattern).
   Result<void> add_alert(AlertRule rule);
