@@ -51,6 +51,7 @@ void cpu_count_dropped(CpuExec* e, std::uint64_t n);
 std::uint32_t cpu_kernel_slot(CpuExec* e);
 std::uint32_t cpu_k2k_route_count(CpuExec* e);
 std::uint32_t cpu_k2k_route(CpuExec* e, std::uint32_t i);
+Status cpu_publish(CpuExec* e, std::uint64_t topic, TypeId type, const void* payload, std::uint32_t size);
 }  // namespace detail
 
 class RingContext {
@@ -225,6 +226,18 @@ class RingContext {
   RK_HOST_DEVICE Status k2k_try_receive_bytes(TypeId type, void* out, std::uint32_t size,
                                               std::uint32_t* source) noexcept;
 
+  // -- publish/subscribe (ringkernel/pubsub.hpp) ----------------------------------------
+  /// Publishes `msg` to topic `topic` (a TopicId: topic_id("a/b/c")) of the runtime's
+  /// Broker, stamped by this kernel's clock. Never blocks. QueueFull = a subscription
+  /// applies backpressure (nobody received it; retry or drop); NoRoute = no such topic;
+  /// InvalidMessage = the topic carries another message type.
+  template <RingMessage T>
+  RK_HOST_DEVICE Status publish(std::uint64_t topic, const T& msg) noexcept {
+    return publish_bytes(topic, type_id_v<T>, &msg, sizeof(T));
+  }
+  RK_HOST_DEVICE Status publish_bytes(std::uint64_t topic, TypeId type, const void* payload,
+                                      std::uint32_t size) noexcept;
+
   // -- telemetry and failure ------------------------------------------------------------
   /// Counts messages this handler discarded on purpose (visible in TelemetryBuffer).
   RK_HOST_DEVICE void count_dropped(std::uint64_t n = 1) noexcept;
@@ -297,6 +310,10 @@ inline Status RingContext::k2k_try_receive_bytes(TypeId type, void* out, std::ui
 }
 inline std::uint32_t RingContext::k2k_route_count() const noexcept { return detail::cpu_k2k_route_count(cpu_); }
 inline std::uint32_t RingContext::k2k_route(std::uint32_t i) const noexcept { return detail::cpu_k2k_route(cpu_, i); }
+inline Status RingContext::publish_bytes(std::uint64_t topic, TypeId type, const void* payload,
+                                         std::uint32_t size) noexcept {
+  return detail::cpu_publish(cpu_, topic, type, payload, size);
+}
 inline void RingContext::count_dropped(std::uint64_t n) noexcept { detail::cpu_count_dropped(cpu_, n); }
 inline void RingContext::fail(std::uint32_t code) noexcept { detail::cpu_fail(cpu_, code); }
 inline void RingContext::request_terminate() noexcept { detail::cpu_request_terminate(cpu_); }

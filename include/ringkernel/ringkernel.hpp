@@ -9,10 +9,13 @@
 #include "ringkernel/hlc.hpp"
 #include "ringkernel/memory.hpp"
 #include "ringkernel/message.hpp"
+#include "ringkernel/pubsub.hpp"
 #include "ringkernel/queue.hpp"
 #include "ringkernel/registry.hpp"
 #include "ringkernel/runtime.hpp"
+#include "ringkernel/supervision.hpp"
 #include "ringkernel/telemetry.hpp"
+#include "ringkernel/telemetry_pipeline.hpp"
 #include "ringkernel/types.hpp"
 
 namespace ringkernel {

@@ -32,6 +32,8 @@
 
 namespace ringkernel {
 
+class Broker;  // ringkernel/pubsub.hpp
+
 using namespace std::chrono_literals;
 using Duration = std::chrono::nanoseconds;
 
@@ -198,6 +200,7 @@ class KernelCore {
   std::unique_ptr<KernelBackend> impl;
   RuntimeCore* runtime = nullptr;  ///< null once the runtime has shut down
   HlcClock* host_clock = nullptr;
+  Broker* broker = nullptr;  ///< the runtime's broker: where ctx.publish() goes (set before start)
 
   // -- data path (non-template parts live in src/core/kernel.cpp) --
   Status try_send_raw(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,
@@ -370,6 +373,10 @@ class RingKernel {
 
   /// The runtime's host clock (stamps host sends, merges kernel stamps on receive).
   HlcClock& clock() noexcept;
+
+  /// The runtime's publish/subscribe broker (ringkernel/pubsub.hpp): kernels of this
+  /// runtime publish into it with ctx.publish(); it stamps host publishes with clock().
+  Broker& broker() noexcept;
 
   /// Terminates every kernel (bounded by `timeout` each).
   Result<void> shutdown(Duration timeout = KernelHandle::kDefaultTimeout);

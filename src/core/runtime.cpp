@@ -10,7 +10,8 @@ namespace ringkernel {
 namespace detail {
 
 RuntimeCore::RuntimeCore(Backend req, std::uint32_t dev, std::uint64_t node_id, std::uint64_t max_skew_us)
-    : requested(req), device_index(dev), clock(node_id, max_skew_us), slot_used_(kMaxKernels, false) {
+    : requested(req), device_index(dev), clock(node_id, max_skew_us), broker(std::make_unique<Broker>(clock)),
+      slot_used_(kMaxKernels, false) {
   cpu_ = make_cpu_runtime();
 }
 
@@ -100,6 +101,7 @@ Result<KernelHandle> RuntimeCore::launch(std::string_view name, const LaunchOpti
   core->request_size = info->request_size;
   core->response_size = info->response_size;
   core->host_clock = &clock;
+  core->broker = broker.get();
   {
     std::lock_guard lock(mutex_);
     for (KernelCore* k : live_)
@@ -166,6 +168,7 @@ void RuntimeCore::remove(KernelCore* core) noexcept {
     rt = core->backend == Backend::Cpu ? cpu_.get() : core->backend == Backend::Cuda ? cuda_.get() : vulkan_.get();
   }
   if (rt) rt->forget(*core);
+  broker->forget_kernel(*core);
   core->runtime = nullptr;
 }
 
@@ -192,6 +195,7 @@ Result<void> RuntimeCore::shutdown(Duration timeout) {
     }
     RingKernelRuntime* rt = k->backend == Backend::Cpu ? cpu_.get() : k->backend == Backend::Cuda ? cuda_.get() : vulkan_.get();
     if (rt) rt->forget(*k);
+    broker->forget_kernel(*k);
     // The handle outlives the runtime: keep its queues readable, detach it.
     k->runtime = nullptr;
   }
@@ -226,6 +230,7 @@ Result<void> RingKernel::connect(const KernelHandle& from, const KernelHandle& t
 
 std::vector<KernelId> RingKernel::kernels() const { return core_->kernels(); }
 HlcClock& RingKernel::clock() noexcept { return core_->clock; }
+Broker& RingKernel::broker() noexcept { return *core_->broker; }
 Result<void> RingKernel::shutdown(Duration timeout) { return core_->shutdown(timeout); }
 
 Result<RingKernel> RingKernelBuilder::build() {

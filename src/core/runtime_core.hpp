@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ringkernel/availability.hpp"
+#include "ringkernel/pubsub.hpp"
 #include "ringkernel/registry.hpp"
 #include "ringkernel/runtime.hpp"
 
@@ -30,6 +31,7 @@ class RuntimeCore {
   Backend requested;
   std::uint32_t device_index;
   HlcClock clock;
+  std::unique_ptr<Broker> broker;  ///< stamps with `clock`; outlives every kernel's loop
 
  private:
   Result<RingKernelRuntime*> runtime_for(Backend b);

@@ -34,7 +34,8 @@ struct RouteRing {
 struct OutRoute {
   std::uint32_t dest = 0;
   RingProducer<> producer;
-  CpuKernel* target = nullptr;
+  Doorbell* target_bell = nullptr;  // the runtime's doorbell of slot `dest`: valid even after
+                                    // the receiver is destroyed (a restart) while we still send
 };
 
 struct InRoute {
@@ -62,6 +63,10 @@ class CpuKernel final : public KernelBackend {
   Status k2k_try_receive(TypeId type, void* out, std::uint32_t size, std::uint32_t* source) noexcept;
   bool emit(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr) noexcept;
   void flush_output() noexcept;
+  Status publish(std::uint64_t topic, TypeId type, const void* payload, std::uint32_t size) noexcept {
+    if (core_.broker == nullptr) return Status::NoRoute;
+    return core_.broker->publish_from_kernel(topic, type, payload, size, clock_.tick(), slot);
+  }
 
   // Host side (connect()).
   void add_out_route(const RouteRing& ring, CpuKernel* target, std::uint32_t dest) noexcept;
@@ -71,7 +76,7 @@ class CpuKernel final : public KernelBackend {
   std::uint32_t route(std::uint32_t i) const noexcept { return i < route_count() ? out_routes_[i].dest : ~0u; }
   void close_inbound() noexcept;
 
-  Doorbell bell;       // rung by the host and by K2K senders
+  Doorbell& bell;      // rung by the host and by K2K senders; owned by the runtime (per slot)
   Doorbell host_bell;  // rung by this kernel after publishing output
   CpuExec exec;
   std::uint64_t tenant = 0;
@@ -152,15 +157,21 @@ class CpuRuntime final : public RingKernelRuntime {
     return slot < tenant_of_.size() ? tenant_of_[slot].load(std::memory_order_acquire) : -1;
   }
 
+  /// The doorbell of a K2K address. It belongs to the runtime, not to the kernel, so that a
+  /// sender may ring it while the receiver at that address is being destroyed; a kernel that
+  /// later takes the address shares it (a stale ring only makes it re-check for work).
+  Doorbell& doorbell(std::uint32_t slot) noexcept { return doorbells_[slot]; }
+
  private:
   std::mutex mutex_;
   std::vector<std::unique_ptr<RouteRing>> rings_;
   std::array<std::atomic<std::int64_t>, RuntimeCore::kMaxKernels> tenant_of_;
   std::array<std::atomic<CpuKernel*>, RuntimeCore::kMaxKernels> kernels_{};
+  std::unique_ptr<Doorbell[]> doorbells_ = std::make_unique<Doorbell[]>(RuntimeCore::kMaxKernels);
 };
 
 CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgram> program)
-    : rt_(rt), core_(core), program_(std::move(program)),
+    : bell(rt.doorbell(core.slot)), rt_(rt), core_(core), program_(std::move(program)),
       clock_((core.host_clock->node_id() << 16) | (core.slot + 1)) {
   const LaunchOptions& o = core.options;
   slot = core.slot;
@@ -278,7 +289,7 @@ void CpuKernel::add_out_route(const RouteRing& ring, CpuKernel* target, std::uin
   if (n >= kMaxRoutes) return;
   out_routes_[n].dest = dest;
   out_routes_[n].producer = RingProducer<>(ring.view);
-  out_routes_[n].target = target;
+  out_routes_[n].target_bell = &target->bell;
   out_route_count_.store(n + 1, std::memory_order_release);  // pairs with k2k_send's acquire
 }
 
@@ -298,12 +309,15 @@ Status CpuKernel::k2k_send(std::uint32_t dest, TypeId type, const void* payload,
     return Status::NoRoute;
   }
   const std::uint32_t n = out_route_count_.load(std::memory_order_acquire);
+  bool closed_route = false;
   for (std::uint32_t i = 0; i < n; ++i) {
     OutRoute& r = out_routes_[i];
     if (r.dest != dest) continue;
     if (r.producer.closed()) {
-      dead_letters_.fetch_add(1, std::memory_order_relaxed);
-      return Status::Closed;
+      // A route to an earlier kernel at this address; a later connect() to the kernel that
+      // holds the address now (a restart) may follow in the table.
+      closed_route = true;
+      continue;
     }
     if (size + sizeof(Envelope) > r.producer.slot_size()) return Status::TooLarge;
     if (r.producer.reserve(1) == 0) return Status::QueueFull;
@@ -313,9 +327,13 @@ Status CpuKernel::k2k_send(std::uint32_t dest, TypeId type, const void* payload,
     std::memcpy(s, &env, sizeof env);
     std::memcpy(s + sizeof env, payload, size);
     r.producer.publish(1);
-    r.target->bell.ring();
+    r.target_bell->ring();
     ++exec.k2k_sent;
     return Status::Ok;
+  }
+  if (closed_route) {
+    dead_letters_.fetch_add(1, std::memory_order_relaxed);
+    return Status::Closed;
   }
   const std::int64_t t = rt_.tenant_of(dest);
   if (t >= 0 && static_cast<std::uint64_t>(t) != tenant) {
@@ -529,5 +547,8 @@ void cpu_count_dropped(CpuExec* e, std::uint64_t n) { e->dropped += n; }
 std::uint32_t cpu_kernel_slot(CpuExec* e) { return e->slot; }
 std::uint32_t cpu_k2k_route_count(CpuExec* e) { return kernel_of(e)->route_count(); }
 std::uint32_t cpu_k2k_route(CpuExec* e, std::uint32_t i) { return kernel_of(e)->route(i); }
+Status cpu_publish(CpuExec* e, std::uint64_t topic, TypeId type, const void* payload, std::uint32_t size) {
+  return kernel_of(e)->publish(topic, type, payload, size);
+}
 
 }  // namespace ringkernel::detail

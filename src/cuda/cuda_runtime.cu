@@ -15,6 +15,7 @@
 //  * A faulted kernel is detected by polling cudaStreamQuery while the host waits.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -25,6 +26,7 @@
 
 #include "../core/runtime_core.hpp"
 #include "ringkernel/availability.hpp"
+#include "ringkernel/pubsub.hpp"
 #include "ringkernel/cuda/device_context.cuh"
 #include "ringkernel/cuda/device_kernel.hpp"
 #include "ringkernel/cuda/program.hpp"
@@ -112,9 +114,15 @@ class CudaRuntime final : public RingKernelRuntime {
   void forget(KernelCore& core) noexcept override;
 
   // Used by CudaKernel.
-  void kernel_started() {
+  void kernel_started(CudaKernel* k) {
     std::lock_guard lock(mutex_);
     ++running_;
+    pumped_.push_back(k);
+    if (!pump_.joinable()) pump_ = std::thread([this] { pump_loop(); });
+  }
+  void unregister(CudaKernel* k) {
+    std::lock_guard lock(mutex_);
+    pumped_.erase(std::remove(pumped_.begin(), pumped_.end(), k), pumped_.end());
   }
   void kernel_stopped() {
     std::lock_guard lock(mutex_);
@@ -138,6 +146,8 @@ class CudaRuntime final : public RingKernelRuntime {
  private:
   explicit CudaRuntime(std::uint32_t device) : device_(device) {}
   Result<void> init();
+  /// Forwards device publishes to the broker (one host thread per runtime).
+  void pump_loop();
   void collect_locked() noexcept {
     if (running_ != 0) return;  // a device-wide sync now would wait on a persistent kernel
     for (void* p : graveyard_.host) cudaFreeHost(p);
@@ -164,6 +174,9 @@ class CudaRuntime final : public RingKernelRuntime {
  public:
   static constexpr std::size_t kK2KArenaBytes = std::size_t{128} << 20;
   std::atomic<bool> poisoned_{false};
+  std::vector<CudaKernel*> pumped_;
+  std::thread pump_;
+  std::atomic<bool> pump_stop_{false};
 };
 
 /// One persistent kernel's resources.
@@ -182,6 +195,20 @@ class CudaKernel final : public KernelBackend {
   }
 
   RouteTable* routes() const noexcept { return routes_; }
+  /// Hands the kernel's device publishes to the broker; returns how many (pump thread).
+  std::uint32_t pump_publishes() noexcept {
+    const std::uint32_t n = publish_.available(64);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const std::byte* slot = publish_.slot(i);
+      Envelope env;
+      std::memcpy(&env, slot, sizeof env);
+      if (core_.broker)
+        (void)core_.broker->publish_from_kernel(env.correlation_id, env.type_id, slot + sizeof env, env.payload_size,
+                                                env.timestamp, core_.slot);
+    }
+    if (n) publish_.release(n);
+    return n;
+  }
   std::uint32_t k2k_slot_size() const noexcept { return k2k_slot_size_; }
   std::vector<RingIndices*> inbound_rings;  // device memory; closed when this kernel goes
 
@@ -199,6 +226,7 @@ class CudaKernel final : public KernelBackend {
   void* state_ = nullptr;
   RouteTable* routes_ = nullptr;
   DeviceCounters* counters_ = nullptr;
+  RingConsumer<> publish_;
   cudaStream_t stream_ = nullptr;
   std::uint32_t threads_ = 0;
   std::uint32_t shared_bytes_ = 0;
@@ -207,6 +235,22 @@ class CudaKernel final : public KernelBackend {
   bool stuck_ = false;
   cudaError_t fault_ = cudaSuccess;
 };
+
+void CudaRuntime::pump_loop() {
+  unsigned idle = 0;
+  while (!pump_stop_.load(std::memory_order_acquire)) {
+    std::uint32_t moved = 0;
+    {
+      std::lock_guard lock(mutex_);
+      for (CudaKernel* k : pumped_) moved += k->pump_publishes();
+    }
+    if (moved) {
+      idle = 0;
+    } else if (++idle > 64) {
+      std::this_thread::sleep_for(std::chrono::microseconds(idle > 4096 ? 500 : 20));
+    }
+  }
+}
 
 Result<void> CudaRuntime::init() {
   const BackendAvailability a = probe(device_);
@@ -264,6 +308,8 @@ Result<void> CudaRuntime::init() {
 }
 
 CudaRuntime::~CudaRuntime() {
+  pump_stop_.store(true, std::memory_order_release);
+  if (pump_.joinable()) pump_.join();
   std::lock_guard lock(mutex_);
   if (running_ == 0) {
     collect_locked();
@@ -335,6 +381,9 @@ Result<void> CudaKernel::allocate() {
   const std::size_t off_out_idx = off; off = align(off + sizeof(RingIndices), 128);
   const std::size_t off_in = off; off = align(off + std::size_t{o.input_queue_capacity} * in_slot, 128);
   const std::size_t off_out = off; off = align(off + std::size_t{o.output_queue_capacity} * out_slot, 128);
+  const std::uint32_t pub_slot = slot_size_for(kPublishMaxPayload);
+  const std::size_t off_pub_idx = off; off = align(off + sizeof(RingIndices), 128);
+  const std::size_t off_pub = off; off = align(off + std::size_t{kPublishCapacity} * pub_slot, 128);
   mapped_size_ = off;
   void* m = nullptr;
   RK_CUDA_TRY(cudaHostAlloc(&m, mapped_size_, cudaHostAllocMapped | cudaHostAllocPortable), ErrorCode::OutOfMemory,
@@ -384,6 +433,9 @@ Result<void> CudaKernel::allocate() {
   DeviceKernel d{};
   d.input = RingView{reinterpret_cast<RingIndices*>(dev_at(off_in_idx)), dev_at(off_in), o.input_queue_capacity, in_slot};
   d.output = RingView{reinterpret_cast<RingIndices*>(dev_at(off_out_idx)), dev_at(off_out), o.output_queue_capacity, out_slot};
+  d.publish = RingView{reinterpret_cast<RingIndices*>(dev_at(off_pub_idx)), dev_at(off_pub), kPublishCapacity, pub_slot};
+  publish_ = RingConsumer<>(RingView{reinterpret_cast<RingIndices*>(host_at(off_pub_idx)), host_at(off_pub),
+                                     kPublishCapacity, pub_slot});
   d.control = reinterpret_cast<ControlBlock*>(dev_at(off_control));
   d.telemetry = reinterpret_cast<TelemetryBuffer*>(dev_at(off_tele));
   d.routes = reinterpret_cast<RouteTable*>(dev_at(off_routes));
@@ -414,6 +466,7 @@ Result<void> CudaKernel::allocate() {
 }
 
 CudaKernel::~CudaKernel() {
+  rt_.unregister(this);
   Graveyard g;
   if (stuck_) {
     // The kernel never stopped: its memory stays mapped for as long as it may run.
@@ -432,7 +485,7 @@ Result<void> CudaKernel::start() {
   const auto e = static_cast<cudaError_t>(program_.launch(l));
   if (e != cudaSuccess) return cuda_error(ErrorCode::LaunchFailed, "launching kernel '" + core_.id.value + "'", e);
   running_ = true;
-  rt_.kernel_started();
+  rt_.kernel_started(this);
   // A persistent kernel that cannot get an SM never starts: check it did, within 5 s.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (load_acquire(&counters_->started) == 0) {

@@ -339,6 +339,47 @@ RK_HOST_DEVICE inline Status RingContext::k2k_try_receive_bytes(TypeId type, voi
 #endif
 }
 
+RK_HOST_DEVICE inline Status RingContext::publish_bytes(std::uint64_t topic, TypeId type, const void* payload,
+                                                      std::uint32_t size) noexcept {
+#if RK_DEVICE_PASS
+  // Claim a slot of the kernel's publish ring (device-memory claim word), write it into
+  // mapped memory, publish in claim order with a system-scope release; the runtime's pump
+  // thread hands it to the broker (ringkernel/pubsub.hpp), which routes it.
+  const detail::DeviceKernel* dk = device_;
+  auto* bs = static_cast<detail::BlockShared*>(device_block_);
+  detail::DeviceWork* w = dk->work;
+  const RingView& v = dk->publish;
+  if (size > detail::kPublishMaxPayload) return Status::TooLarge;
+  unsigned long long* claim = reinterpret_cast<unsigned long long*>(&w->pub_claim);
+  std::uint64_t c = load_relaxed<Scope::Device>(&w->pub_claim);
+  for (;;) {
+    std::uint64_t head = load_relaxed<Scope::Device>(&w->pub_head_cache);
+    if (c - head >= v.capacity) {
+      head = load_acquire<Scope::System>(&v.indices->head);  // the pump's release
+      atomicMax(reinterpret_cast<unsigned long long*>(&w->pub_head_cache), static_cast<unsigned long long>(head));
+      if (c - head >= v.capacity) return Status::QueueFull;
+    }
+    const unsigned long long seen = atomicCAS(claim, c, c + 1);
+    if (seen == c) break;
+    c = seen;
+  }
+  alignas(16) unsigned char buf[sizeof(Envelope)];
+  const Envelope env{type, topic, hlc::unpack(detail::dev_hlc_tick(dk, bs), dk->node_id), size,
+                     static_cast<std::uint16_t>(dk->slot + 1), static_cast<std::uint8_t>(Priority::Normal), 0};
+  memcpy(buf, &env, sizeof env);
+  std::byte* slot = v.slot(c);
+  detail::dev_copy16(slot, buf, sizeof env);
+  const auto* p = static_cast<const unsigned char*>(payload);
+  for (std::uint32_t i = 0; i < size; ++i) reinterpret_cast<volatile unsigned char*>(slot)[sizeof env + i] = p[i];
+  while (load_acquire<Scope::Device>(&w->pub_tail) != c) __nanosleep(20);
+  store_release<Scope::System>(&v.indices->tail, c + 1);  // pairs with the pump's acquire
+  store_release<Scope::Device>(&w->pub_tail, c + 1);
+  return Status::Ok;
+#else
+  return detail::cpu_publish(cpu_, topic, type, payload, size);
+#endif
+}
+
 RK_HOST_DEVICE inline void RingContext::count_dropped(std::uint64_t n) noexcept {
 #if RK_DEVICE_PASS
   atomicAdd(reinterpret_cast<unsigned long long*>(&static_cast<detail::BlockShared*>(device_block_)->dropped),

@@ -18,6 +18,9 @@
 namespace ringkernel::detail {
 
 inline constexpr std::uint32_t kDeviceMaxRoutes = 16;
+/// Device publishes (ctx.publish) travel through a mapped ring to the host's broker.
+inline constexpr std::uint32_t kPublishCapacity = 1024;
+inline constexpr std::uint32_t kPublishMaxPayload = 512;
 inline constexpr std::uint32_t kPollerWarps = 1;
 /// Envelope flag: slot carries no response (parallel mode keeps one output slot per input).
 inline constexpr std::uint8_t kEnvelopeSkip = 1u << 7;
@@ -66,12 +69,17 @@ struct alignas(128) DeviceWork {
   std::uint32_t batch_done;       ///< blocks finished with the current epoch
   std::uint32_t stop;             ///< block 0 tells the others to leave
   std::uint64_t batch_hlc;        ///< packed HLC of the batch's first response
+  // ctx.publish: multi-producer claim of the mapped publish ring (device-side words)
+  std::uint64_t pub_claim;
+  std::uint64_t pub_head_cache;   ///< last host head seen
+  std::uint64_t pub_tail;         ///< device mirror of the published tail (claim order)
 };
 
 /// Everything the loop needs, in device memory, constant after launch.
 struct DeviceKernel {
   RingView input;                 // host -> kernel (mapped)
   RingView output;                // kernel -> host (mapped)
+  RingView publish;               // kernel -> host broker (mapped): topic in correlation_id
   ControlBlock* control;          // mapped
   TelemetryBuffer* telemetry;     // mapped
   RouteTable* routes;             // mapped
