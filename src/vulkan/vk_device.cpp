@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "ringkernel/vulkan/wire.hpp"
+#include "spirv_reflect.hpp"
 
 namespace ringkernel::vulkan::detail {
 
@@ -37,6 +38,44 @@ void Buffer::reset() noexcept {
   address_ = 0;
   size_ = 0;
 }
+
+// ---- checks of a program against its C++ registration -----------------------------------------
+
+namespace {
+/// Every RK_MESSAGE(T, i) of the shader must be message i of the registration and have its
+/// size: a GLSL struct that drifted from its C++ declaration is refused at launch.
+Result<void> check_program(const VulkanProgram& prog) {
+  auto refl = SpirvReflection::parse(std::span<const std::uint32_t>(prog.spirv->words, prog.spirv->word_count));
+  if (!refl) return Error(ErrorCode::LaunchFailed, std::string(prog.spirv->name) + ": " + refl.error().message());
+  const std::string prefix = "rk_type_size_";
+  bool has_request = false;
+  for (const auto& [name, spec] : refl->spec_constants()) {
+    if (name.rfind(prefix, 0) != 0 || spec.spec_id < kSpecTypeSize || spec.spec_id >= kSpecTypeSize + 100) continue;
+    const std::string type = name.substr(prefix.size());
+    const std::uint32_t index = spec.spec_id - kSpecTypeSize;
+    has_request = has_request || index == 0;
+    if (index >= prog.type_count)
+      return Error(ErrorCode::LaunchFailed, std::string(prog.spirv->name) + " declares RK_MESSAGE(" + type + ", " +
+                                                std::to_string(index) + ") but its RK_VULKAN_KERNEL registration names " +
+                                                std::to_string(prog.type_count) +
+                                                " message types (request, response, extras): add the C++ type");
+    const SpirvStruct* ref = refl->find_struct(type + "Ref");
+    if (!ref || ref->members.empty()) continue;  // declared but unused: nothing to compare
+    const std::uint64_t glsl_size = ref->members[0].size;
+    if (glsl_size != prog.types[index].size)
+      return Error(ErrorCode::LaunchFailed, std::string(prog.spirv->name) + ": GLSL struct " + type + " (message " +
+                                                std::to_string(index) + ") is " + std::to_string(glsl_size) +
+                                                " bytes but the C++ message " + prog.types[index].name + " is " +
+                                                std::to_string(prog.types[index].size) +
+                                                " bytes: the two declarations differ");
+  }
+  if (!has_request)
+    return Error(ErrorCode::LaunchFailed, std::string(prog.spirv->name) +
+                                              " has no RK_MESSAGE(T, 0) for its request type (or was compiled without "
+                                              "debug names, which the launch check reads)");
+  return {};
+}
+}  // namespace
 
 // ---- DeviceContext ---------------------------------------------------------------------------
 
@@ -224,6 +263,7 @@ Result<VkPipeline> DeviceContext::pipeline(const PipelineKey& key) {
   if (auto it = modules_.find(prog.spirv); it != modules_.end()) {
     module = it->second;
   } else {
+    if (auto ok = check_program(prog); !ok) return ok.error();
     VkShaderModuleCreateInfo mci{VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
     mci.codeSize = prog.spirv->word_count * sizeof(std::uint32_t);
     mci.pCode = prog.spirv->words;

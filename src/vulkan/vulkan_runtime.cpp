@@ -441,6 +441,9 @@ Result<void> VulkanKernel::init(VulkanRuntime& rt, const KernelInfo& info, const
   p.kernel_slot = core_.slot;
   p.flags = (o.enable_k2k ? kFlagK2K : 0u) | (pull_ ? kFlagPull : 0u) | (info.has_response ? kFlagResponse : 0u);
   p.max_batches = std::max<std::uint32_t>(opt.tick_batches, 1);
+  p.max_messages = opt.tick_messages != 0 ? opt.tick_messages : phys.is_cpu ? 16u : 0u;
+  if (p.max_messages != 0 && o.mode == KernelMode::Parallel)  // at least one pass of the batch
+    p.max_messages = std::max(p.max_messages, o.block_size * o.grid_size);
   calibrate();
 
   core_.control = &kb->control;

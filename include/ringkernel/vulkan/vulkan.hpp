@@ -57,6 +57,10 @@ struct Options {
   Placement output_placement = Placement::Auto;  ///< kernel -> host ring
   /// Tick mode: batches one dispatch handles before returning (fairness between kernels).
   std::uint32_t tick_batches = 16;
+  /// Tick mode: messages one dispatch handles at most; 0 = 16 on CPU implementations, no
+  /// limit elsewhere. (Mesa's lavapipe ends every loop of a dispatch once all its loops
+  /// together ran 65535 iterations: keep messages x handler loop iterations below that.)
+  std::uint32_t tick_messages = 0;
 };
 void set_options(const Options& o) noexcept;
 Options options() noexcept;

@@ -73,7 +73,8 @@ struct KernelParams {
   std::uint32_t kernel_slot;        //  72
   std::uint32_t flags;              //  76  ParamFlags
   std::uint32_t max_batches;        //  80  tick mode: batches per dispatch before returning
-  std::uint32_t reserved0[11];      //  84 .. 128
+  std::uint32_t max_messages;       //  84  tick mode: messages per dispatch (0 = no limit)
+  std::uint32_t reserved0[10];      //  88 .. 128
   // -- written by the host while the kernel runs (line 1) --------------------------------
   std::uint64_t calib_host_us;      // 128  host wall clock (µs) when calib_seq was bumped
   std::uint64_t calib_seq;          // 136  bumped after calib_host_us (release)
@@ -108,6 +109,7 @@ static_assert(offsetof(KernelParams, output_slot_size) == 68);
 static_assert(offsetof(KernelParams, kernel_slot) == 72);
 static_assert(offsetof(KernelParams, flags) == 76);
 static_assert(offsetof(KernelParams, max_batches) == 80);
+static_assert(offsetof(KernelParams, max_messages) == 84);
 static_assert(offsetof(KernelParams, calib_host_us) == 128);
 static_assert(offsetof(KernelParams, calib_seq) == 136);
 static_assert(offsetof(KernelParams, out_route_count) == 144);

@@ -158,7 +158,8 @@ struct RkKernelParams {
   uint kernel_slot;
   uint flags;
   uint max_batches;
-  uint reserved0[11];
+  uint max_messages;
+  uint reserved0[10];
   uint64_t calib_host_us;
   uint64_t calib_seq;
   uint out_route_count;

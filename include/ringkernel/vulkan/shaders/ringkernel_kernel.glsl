@@ -183,6 +183,8 @@ uint64_t rk_l_lat_min;
 uint64_t rk_l_lat_max;
 uint64_t rk_l_heartbeat;
 uint rk_l_emitted;           // responses written in the current batch
+uint rk_l_done;              // messages of the current batch handled (or dropped)
+uint rk_l_messages;          // messages handled by this dispatch
 uint rk_l_acked;
 uint rk_l_next_ring;
 uint rk_l_batches;
@@ -221,6 +223,7 @@ void rk_leader_init_() {
   rk_l_acked = k.b.control.acked_active;
   rk_l_next_ring = k.b.params.next_ring;
   rk_l_batches = 0u;
+  rk_l_messages = 0u;
   rk_l_in_depth = 0u;
   rk_l_out_depth = 0u;
   rk_leader_calibrate_();
@@ -274,8 +277,15 @@ uint rk_leader_decide_() {
       rk_store_release(k.b.control.acked_active, is_on);  // read by deactivate()
     }
     if (is_on != 0u) {
-      if (!RK_PERSISTENT && rk_l_batches >= k.b.params.max_batches) return RK_CMD_IDLE;
       uint room = rk_batch_cap_();
+      if (!RK_PERSISTENT) {
+        if (rk_l_batches >= k.b.params.max_batches) return RK_CMD_IDLE;
+        const uint budget = k.b.params.max_messages;
+        if (budget != 0u) {
+          if (rk_l_messages >= budget) return RK_CMD_IDLE;
+          room = min(room, budget - rk_l_messages);
+        }
+      }
 #ifdef RK_RESPONSE
       room = rk_ring_free(rk_output_(), k.b.params.output_capacity, rk_l_out_tail, rk_l_out_head, room);
 #endif
@@ -316,6 +326,7 @@ uint rk_leader_decide_() {
           }
           rk_l_next_ring = (r + 1u) % rings;
           rk_l_emitted = 0u;
+          rk_l_done = 0u;
           rk_s_out_pos = rk_l_out_tail;
           return RK_CMD_RUN;
         }
@@ -384,6 +395,7 @@ void rk_run_actor_() {
     }
     rk_barrier_();  // every invocation has left the handler; a fault is visible
     if (rk_s_fault != 0u) break;
+    if (leader) rk_l_done = i + 1u;
     if (leader && valid) {
       ++rk_l_processed;
       const uint64_t now = rk_now_us();
@@ -468,18 +480,24 @@ void rk_run_parallel_() {
                          resp);
     }
     rk_barrier_();
-    if (leader) rk_s_emitted += rk_s_pass_total;
+    if (leader) {
+      rk_s_emitted += rk_s_pass_total;
+      rk_l_done = min(base + bd, count);
+    }
     rk_barrier_();
 #else
     rk_barrier_();
     if (rk_s_fault != 0u) break;
+    if (leader) rk_l_done = min(base + bd, count);
 #endif
   }
 }
 
 void rk_leader_finish_batch_() {
-  RkKernelBlockRef k = rk_kernel();
-  const uint count = rk_s_count;
+  // Only the messages the loops got through are consumed: a driver that cuts loops short
+  // (lavapipe's iteration limit) leaves the rest queued for the next dispatch.
+  const uint count = rk_s_fault != 0u ? rk_s_count : rk_l_done;
+  rk_l_messages += count;
   if (rk_s_route == 0u) {
     rk_l_in_head += uint64_t(count);
     rk_ring_release(rk_input_(), rk_l_in_head);
