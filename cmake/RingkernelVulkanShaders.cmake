@@ -2,7 +2,7 @@
 #                               [INCLUDE_DIRS <dir>...] [PREBUILT_DIR <dir>])
 #
 # Compiles each GLSL compute shader to SPIR-V with glslc (ringkernel.glsl on the include
-# path) and embeds it in <target> as `const ringkernel::detail::SpirvBlob <ns>::<x>`,
+# path; validated with spirv-val where it is installed) and embeds it in <target> as `const ringkernel::detail::SpirvBlob <ns>::<x>`,
 # declared in the generated header <file.hpp> (on the target's include path): the argument
 # RK_VULKAN_KERNEL takes.
 #
@@ -11,6 +11,7 @@
 # ringkernel_update_spirv refreshes PREBUILT_DIR, and the test vulkan_spirv_committed_<target>
 # checks that it is current.
 include_guard(GLOBAL)
+find_program(RINGKERNEL_SPIRV_VAL NAMES spirv-val)
 include("${CMAKE_CURRENT_LIST_DIR}/rk_spirv_hash.cmake")
 set(RINGKERNEL_SPIRV_TOOL "${CMAKE_CURRENT_LIST_DIR}/rk_spirv_tool.cmake")
 
@@ -45,8 +46,13 @@ function(ringkernel_add_vulkan_shaders target)
     list(APPEND sources "${abs}")
     if(RINGKERNEL_GLSLC)
       set(spv "${out_dir}/${name}.spv")
+      set(validate)
+      if(RINGKERNEL_SPIRV_VAL)
+        set(validate COMMAND "${RINGKERNEL_SPIRV_VAL}" --target-env vulkan1.2 "${spv}")
+      endif()
       add_custom_command(OUTPUT "${spv}"
         COMMAND "${RINGKERNEL_GLSLC}" --target-env=vulkan1.2 -fshader-stage=compute ${include_flags} -o "${spv}" "${abs}"
+        ${validate}
         DEPENDS "${abs}" ${glsl_deps}
         COMMENT "Compiling ${name} to SPIR-V" VERBATIM)
     else()

@@ -20,10 +20,14 @@
 //     #include "ringkernel_kernel.glsl"
 //     bool rk_handle(ItemRef req, out Reply resp) { ... }   // req.v is the request
 //
-// Memory model: every buffer shared with the host or another kernel is `coherent`, and
-// each ring index has one writer that publishes it with an atomic release store; the peer
-// reads it with an acquire load (GL_KHR_memory_scope_semantics, device scope). No
-// read-modify-write atomic is ever shared with the host.
+// Memory model (Vulkan memory model, GL_KHR_memory_scope_semantics): each ring index and
+// control word has one writer, which publishes it with a device-scope atomic store with
+// release + MakeAvailable semantics; the peer reads it with an atomic load with acquire +
+// MakeVisible semantics, then reads the slots it covers with plain loads. No read-modify-
+// write atomic is ever shared with the host. The buffer references carry no coherence
+// qualifier: glslang (11.x) turns `coherent` / `volatile` on a buffer_reference block into
+// decorations the Vulkan memory model forbids (spirv-val rejects the module), so slot
+// accesses are plain and rely on the acquire/release pairs around them, as on CUDA.
 #ifndef RINGKERNEL_GLSL
 #define RINGKERNEL_GLSL
 
@@ -35,6 +39,12 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_EXT_control_flow_attributes : enable
+#extension GL_EXT_spirv_intrinsics : require
+
+// Device-scope atomics under the Vulkan memory model need the VulkanMemoryModelDeviceScope
+// capability (5346), which glslang does not declare by itself: calling this no-op (OpNop)
+// once, as the kernel's main() does, declares it.
+spirv_instruction(capabilities = [5346], id = 0) void rk_declare_device_scope();
 
 // ---- constants (mirrors of the C++ enums) -------------------------------------------------
 // Status (ringkernel/error.hpp)
@@ -185,16 +195,16 @@ struct RkKernelBlock {
 };
 
 // ---- typed views of device memory ----------------------------------------------------------
-layout(buffer_reference, std430, buffer_reference_align = 128) coherent buffer RkKernelBlockRef {
+layout(buffer_reference, std430, buffer_reference_align = 128) buffer RkKernelBlockRef {
   RkKernelBlock b;
 };
-layout(buffer_reference, std430, buffer_reference_align = 128) coherent buffer RkRingRef {
+layout(buffer_reference, std430, buffer_reference_align = 128) buffer RkRingRef {
   RkRingIndices idx;
 };
-layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer RkEnvelopeRef {
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer RkEnvelopeRef {
   RkEnvelope env;
 };
-layout(buffer_reference, std430, buffer_reference_align = 8) coherent buffer RkDirectoryRef {
+layout(buffer_reference, std430, buffer_reference_align = 8) buffer RkDirectoryRef {
   uint64_t tenant_plus_one[RK_MAX_KERNELS];
 };
 
@@ -469,7 +479,7 @@ uint rk_k2k_consume_(uint route, uint64_t slot) {
 
 /// Declares plain data the kernel keeps in device memory: gives T a reference type TRef.
 #define RK_GPU_TYPE(T) \
-  layout(buffer_reference, std430, buffer_reference_align = 8) coherent buffer T##Ref { T v; };
+  layout(buffer_reference, std430, buffer_reference_align = 8) buffer T##Ref { T v; };
 
 /// Declares message type T as message INDEX of the kernel (0 request, 1 response, 2.. extras
 /// in RK_VULKAN_KERNEL order): its type id and size come from the C++ declaration as
@@ -478,7 +488,7 @@ uint rk_k2k_consume_(uint route, uint64_t slot) {
 #define RK_MESSAGE(T, INDEX) \
   layout(constant_id = 100 + INDEX) const uint64_t rk_type_id_##T = 0ul; \
   layout(constant_id = 200 + INDEX) const uint rk_type_size_##T = 0u; \
-  layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer T##Ref { T v; }; \
+  layout(buffer_reference, std430, buffer_reference_align = 16) buffer T##Ref { T v; }; \
   uint rk_k2k_send(uint dest, T msg) { \
     uint64_t slot; uint route; uint64_t tail; \
     const uint st = rk_k2k_reserve_(dest, rk_type_size_##T, slot, route, tail); \

@@ -545,6 +545,7 @@ void rk_leader_exit_(bool terminate) {
 }
 
 void main() {
+  rk_declare_device_scope();
   const bool leader = gl_LocalInvocationIndex == 0u;
   rk_thread_ = gl_LocalInvocationIndex;
   rk_block_ = 0u;
