@@ -62,8 +62,8 @@ Result<SpirvReflection> SpirvReflection::parse(std::span<const std::uint32_t> wo
     if (count == 0 || i + count > words.size()) return Error(ErrorCode::InvalidArgument, "truncated SPIR-V instruction");
     const auto in = words.subspan(i + 1, count - 1);
     switch (op) {
-      case OpName:
-        if (!in.empty()) names[in[0]] = literal_string(in.subspan(1));
+      case OpName:  // the first name wins: glslang also names local constants that alias an id
+        if (!in.empty()) names.emplace(in[0], literal_string(in.subspan(1)));
         break;
       case OpMemberName:
         if (in.size() >= 2) member_names[in[0]][in[1]] = literal_string(in.subspan(2));

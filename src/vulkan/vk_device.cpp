@@ -274,17 +274,17 @@ Result<VkPipeline> DeviceContext::pipeline(const PipelineKey& key) {
 
   // Specialisation data: the ids of ringkernel_kernel.glsl (wire.hpp SpecId).
   struct Fixed {
-    std::uint32_t block_size, mode;
+    std::uint32_t workgroup_size, mode;
     VkBool32 persistent;
-    std::uint32_t shared_words, grid_size;
-  } fixed{key.block_size, static_cast<std::uint32_t>(key.mode), key.persistent ? VK_TRUE : VK_FALSE, key.shared_words,
-          key.grid_size};
+    std::uint32_t shared_words, grid_size, block_dim;
+  } fixed{key.workgroup_size,   static_cast<std::uint32_t>(key.mode), key.persistent ? VK_TRUE : VK_FALSE,
+          key.shared_words, key.grid_size,                          key.block_size};
   std::vector<std::byte> data(sizeof fixed);
   std::memcpy(data.data(), &fixed, sizeof fixed);
   std::vector<VkSpecializationMapEntry> entries = {
-      {kSpecBlockSize, offsetof(Fixed, block_size), 4}, {kSpecMode, offsetof(Fixed, mode), 4},
-      {kSpecPersistent, offsetof(Fixed, persistent), 4}, {kSpecSharedWords, offsetof(Fixed, shared_words), 4},
-      {kSpecGridSize, offsetof(Fixed, grid_size), 4}};
+      {kSpecBlockSize, offsetof(Fixed, workgroup_size), 4}, {kSpecMode, offsetof(Fixed, mode), 4},
+      {kSpecPersistent, offsetof(Fixed, persistent), 4},   {kSpecSharedWords, offsetof(Fixed, shared_words), 4},
+      {kSpecGridSize, offsetof(Fixed, grid_size), 4},       {kSpecBlockDim, offsetof(Fixed, block_dim), 4}};
   for (std::uint32_t i = 0; i < prog.type_count; ++i) {
     const std::size_t id_at = data.size();
     data.resize(id_at + 12);

@@ -65,12 +65,13 @@ struct QueueSlot {
 /// What a pipeline is specialised on.
 struct PipelineKey {
   const VulkanProgram* program;
-  std::uint32_t block_size;
+  std::uint32_t block_size;      ///< threads that run the handler
+  std::uint32_t workgroup_size;  ///< invocations dispatched (>= block_size)
   KernelMode mode;
   bool persistent;
   std::uint32_t shared_words;
   std::uint32_t grid_size;
-  auto tie() const { return std::tie(program, block_size, mode, persistent, shared_words, grid_size); }
+  auto tie() const { return std::tie(program, block_size, workgroup_size, mode, persistent, shared_words, grid_size); }
   bool operator<(const PipelineKey& o) const { return tie() < o.tie(); }
 };
 

@@ -362,12 +362,17 @@ Result<void> VulkanKernel::init(VulkanRuntime& rt, const KernelInfo& info, const
                                                  std::to_string(std::min(lim.maxComputeWorkGroupSize[0],
                                                                          lim.maxComputeWorkGroupInvocations)) +
                                                  " invocations per workgroup");
+  // lavapipe (and CPU implementations like it) loop until their iteration limit when a
+  // workgroup narrower than one SIMD vector holds a barrier in a loop: pad the workgroup to
+  // the vector (subgroup) width; the padding invocations only meet the runtime's barriers.
+  const std::uint32_t workgroup =
+      phys.is_cpu && o.block_size < phys.subgroup_size ? phys.subgroup_size : o.block_size;
   // Shared memory: the library's per-invocation scratch (8 bytes each) plus ~256 bytes,
   // plus the kernel's shared_memory_size (handler-declared arrays come on top).
-  const std::uint64_t shared = std::uint64_t{o.block_size} * 8 + 256 + o.shared_memory_size;
+  const std::uint64_t shared = std::uint64_t{workgroup} * 8 + 256 + o.shared_memory_size;
   if (shared > lim.maxComputeSharedMemorySize)
     return Error(ErrorCode::InvalidArgument, "shared_memory_size " + std::to_string(o.shared_memory_size) +
-                                                 " plus the runtime's " + std::to_string(o.block_size * 8 + 256) +
+                                                 " plus the runtime's " + std::to_string(workgroup * 8 + 256) +
                                                  " bytes exceeds the device's " +
                                                  std::to_string(lim.maxComputeSharedMemorySize) + " bytes of shared memory");
   if (prog.type_count < 2 || prog.types[0].type_id != info.request_type || prog.types[0].size != info.request_size)
@@ -459,7 +464,7 @@ Result<void> VulkanKernel::init(VulkanRuntime& rt, const KernelInfo& info, const
   core_.kernel_doorbell = mode_ == DispatchMode::Tick ? &rt.ticker().bell : &rt.flush_bell();
   core_.host_doorbell = mode_ == DispatchMode::Tick ? &host_bell : nullptr;
 
-  auto pipe = ctx_->pipeline(PipelineKey{&prog, o.block_size, o.mode, mode_ == DispatchMode::Persistent,
+  auto pipe = ctx_->pipeline(PipelineKey{&prog, o.block_size, workgroup, o.mode, mode_ == DispatchMode::Persistent,
                                          std::max<std::uint32_t>((o.shared_memory_size + 3) / 4, 1), o.grid_size});
   if (!pipe) return pipe.error();
   pipeline_ = *pipe;

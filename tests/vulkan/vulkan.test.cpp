@@ -158,6 +158,7 @@ TEST(VulkanWire, glsl_constants_and_specialisation_ids_match_the_cpp_side) {
   EXPECT_EQ(spec_id("RK_PERSISTENT"), vk::detail::kSpecPersistent);
   EXPECT_EQ(spec_id("RK_SHARED_WORDS"), vk::detail::kSpecSharedWords);
   EXPECT_EQ(spec_id("RK_GRID_DIM"), vk::detail::kSpecGridSize);
+  EXPECT_EQ(spec_id("RK_BLOCK_DIM"), vk::detail::kSpecBlockDim);
   EXPECT_EQ(spec_id("rk_type_id_CheckRequest"), vk::detail::kSpecTypeId);
   EXPECT_EQ(spec_id("rk_type_size_CheckRequest"), vk::detail::kSpecTypeSize);
 }

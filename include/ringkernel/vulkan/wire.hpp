@@ -26,11 +26,12 @@ inline constexpr std::uint32_t kMaxRoutes = 64;
 
 /// Specialisation constant ids shared with ringkernel_kernel.glsl.
 enum SpecId : std::uint32_t {
-  kSpecBlockSize = 0,     ///< local_size_x
+  kSpecBlockSize = 0,     ///< local_size_x: the workgroup (block_size, or padded; see kSpecBlockDim)
   kSpecMode = 1,          ///< KernelMode
   kSpecPersistent = 2,    ///< true: loop until should_terminate; false: one tick per dispatch
   kSpecSharedWords = 3,   ///< 32-bit words of rk_shared (LaunchOptions::shared_memory_size / 4)
   kSpecGridSize = 4,      ///< virtual blocks of a parallel-mode kernel
+  kSpecBlockDim = 5,      ///< LaunchOptions::block_size (threads that run the handler)
   kSpecTypeId = 100,      ///< + i: type id of message i (0 request, 1 response, 2.. extras)
   kSpecTypeSize = 200,    ///< + i: sizeof of message i
 };

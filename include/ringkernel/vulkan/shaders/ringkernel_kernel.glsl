@@ -30,15 +30,19 @@ layout(constant_id = 1) const uint RK_MODE = 0u;
 layout(constant_id = 2) const bool RK_PERSISTENT = false;
 layout(constant_id = 3) const uint RK_SHARED_WORDS = 1u;
 layout(constant_id = 4) const uint RK_GRID_DIM = 1u;
+// Threads of the block (LaunchOptions::block_size). The workgroup may be larger: on CPU
+// implementations a workgroup narrower than one SIMD vector is padded to the vector width
+// (lavapipe runs a loop holding a barrier until its iteration limit when part of the vector
+// is empty); the padding invocations take part in the runtime's barriers only.
+layout(constant_id = 5) const uint RK_BLOCK_DIM = 1u;
 
 /// LaunchOptions::shared_memory_size bytes of block scratch (RingContext::shared_memory()).
 shared uint rk_shared[RK_SHARED_WORDS];
 
-// (gl_WorkGroupSize is a specialisation constant only after the layout above.)
-uint rk_block_dim() { return gl_WorkGroupSize.x; }
+uint rk_block_dim() { return RK_BLOCK_DIM; }
 uint rk_mode() { return RK_MODE; }
 uint rk_grid_dim() { return RK_GRID_DIM; }
-uint64_t rk_global_thread_id() { return uint64_t(rk_block_) * uint64_t(gl_WorkGroupSize.x) + uint64_t(rk_thread_); }
+uint64_t rk_global_thread_id() { return uint64_t(rk_block_) * uint64_t(RK_BLOCK_DIM) + uint64_t(rk_thread_); }
 
 #ifdef RK_STATE
 /// The handler's persistent state (kept across messages and deactivation).
@@ -70,14 +74,14 @@ void rk_sync_warp() { rk_sync_threads(); }
 
 uint rk_warp_lanes_() {
   const uint first = (rk_thread_ / RK_WARP_SIZE) * RK_WARP_SIZE;
-  return min(RK_WARP_SIZE, gl_WorkGroupSize.x - first);
+  return min(RK_WARP_SIZE, RK_BLOCK_DIM - first);
 }
 uint64_t rk_warp_exchange_(uint64_t v, uint src_lane) {
   if (!rk_collectives_allowed_()) return v;
   rk_s_warp[rk_thread_] = v;
   rk_barrier_();
   const uint src = (rk_thread_ / RK_WARP_SIZE) * RK_WARP_SIZE + (src_lane % RK_WARP_SIZE);
-  const uint64_t got = src < gl_WorkGroupSize.x ? rk_s_warp[src] : v;
+  const uint64_t got = src < RK_BLOCK_DIM ? rk_s_warp[src] : v;
   rk_barrier_();
   return got;
 }
@@ -256,7 +260,7 @@ void rk_leader_publish_telemetry_() {
 }
 
 uint rk_batch_cap_() {
-  return RK_MODE == RK_MODE_PARALLEL ? gl_WorkGroupSize.x * RK_GRID_DIM : 256u;
+  return RK_MODE == RK_MODE_PARALLEL ? RK_BLOCK_DIM * RK_GRID_DIM : 256u;
 }
 
 /// Leader: waits (persistent) or looks once (tick) for something to do; fills the batch.
@@ -385,7 +389,7 @@ void rk_run_actor_() {
 #ifdef RK_RESPONSE
     RK_RESPONSE resp;
 #endif
-    if (valid) {
+    if (valid && gl_LocalInvocationIndex < RK_BLOCK_DIM) {
       rk_set_message_(RkEnvelopeRef(slot).env, slot, gl_LocalInvocationIndex, 0u, 0u);
 #ifdef RK_RESPONSE
       emit = rk_handle(RK_REQUEST_REF(slot + RK_ENVELOPE_SIZE), resp);
@@ -413,7 +417,7 @@ void rk_run_actor_() {
 void rk_run_parallel_() {
   const bool leader = gl_LocalInvocationIndex == 0u;
   const uint t = gl_LocalInvocationIndex;
-  const uint bd = gl_WorkGroupSize.x;
+  const uint bd = RK_BLOCK_DIM;
   const uint count = rk_s_count;
   if (leader) {
     rk_s_emitted = 0u;
@@ -434,7 +438,7 @@ void rk_run_parallel_() {
     RK_RESPONSE resp;
 #endif
     uint64_t correlation = 0ul;
-    if (i < count) {
+    if (t < bd && i < count) {
       const uint64_t slot = rk_batch_slot_(i);
       const RkEnvelope env = RkEnvelopeRef(slot).env;
       const uint64_t now = rk_now_us();
