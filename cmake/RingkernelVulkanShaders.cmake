@@ -2,14 +2,14 @@
 #                               [INCLUDE_DIRS <dir>...] [PREBUILT_DIR <dir>])
 #
 # Compiles each GLSL compute shader to SPIR-V with glslc (ringkernel.glsl on the include
-# path; validated with spirv-val where it is installed) and embeds it in <target> as `const ringkernel::detail::SpirvBlob <ns>::<x>`,
-# declared in the generated header <file.hpp> (on the target's include path): the argument
-# RK_VULKAN_KERNEL takes.
+# path; validated with spirv-val where it is installed) and embeds it in <target> as
+# `const ringkernel::detail::SpirvBlob <ns>::<x>`, declared in the generated header
+# <file.hpp> (on the target's include path): the argument RK_VULKAN_KERNEL takes.
 #
-# Without glslc, the SPIR-V committed in PREBUILT_DIR is used when its manifest says it was
-# compiled from the current GLSL; configuring fails otherwise. With glslc, the target
-# ringkernel_update_spirv refreshes PREBUILT_DIR, and the test vulkan_spirv_committed_<target>
-# checks that it is current.
+# Without glslc (or with RINGKERNEL_VULKAN_PREBUILT_SPIRV=ON), the SPIR-V committed in
+# PREBUILT_DIR is used when its manifest says it was compiled from the current GLSL;
+# configuring fails otherwise. With glslc, the target ringkernel_update_spirv refreshes
+# PREBUILT_DIR, and the test vulkan_spirv_committed_<target> checks that it is current.
 include_guard(GLOBAL)
 find_program(RINGKERNEL_SPIRV_VAL NAMES spirv-val)
 include("${CMAKE_CURRENT_LIST_DIR}/rk_spirv_hash.cmake")
@@ -38,20 +38,24 @@ function(ringkernel_add_vulkan_shaders target)
     get_filename_component(RK_PREBUILT_DIR "${RK_PREBUILT_DIR}" ABSOLUTE)
   endif()
 
+  set(glslc "${RINGKERNEL_GLSLC}")
+  if(RINGKERNEL_VULKAN_PREBUILT_SPIRV)
+    set(glslc "")
+  endif()
   set(sources)
   set(decls "")
   foreach(src ${RK_SOURCES})
     get_filename_component(abs "${src}" ABSOLUTE)
     get_filename_component(name "${src}" NAME_WE)
     list(APPEND sources "${abs}")
-    if(RINGKERNEL_GLSLC)
+    if(glslc)
       set(spv "${out_dir}/${name}.spv")
       set(validate)
       if(RINGKERNEL_SPIRV_VAL)
         set(validate COMMAND "${RINGKERNEL_SPIRV_VAL}" --target-env vulkan1.2 "${spv}")
       endif()
       add_custom_command(OUTPUT "${spv}"
-        COMMAND "${RINGKERNEL_GLSLC}" --target-env=vulkan1.2 -fshader-stage=compute ${include_flags} -o "${spv}" "${abs}"
+        COMMAND "${glslc}" --target-env=vulkan1.2 -fshader-stage=compute ${include_flags} -o "${spv}" "${abs}"
         ${validate}
         DEPENDS "${abs}" ${glsl_deps}
         COMMENT "Compiling ${name} to SPIR-V" VERBATIM)
@@ -99,7 +103,7 @@ set(RK_INCLUDE_DIRS \"${include_dirs}\")
 set(RK_PREBUILT_DIR \"${RK_PREBUILT_DIR}\")
 set(RK_SPV_DIR \"${out_dir}\")
 " @ONLY)
-    if(RINGKERNEL_GLSLC)
+    if(glslc)
       set(spvs)
       foreach(src ${sources})
         get_filename_component(name "${src}" NAME_WE)
