@@ -197,7 +197,7 @@ class KernelCore {
   std::mutex lifecycle_mutex;
   std::unique_ptr<KernelBackend> impl;
   RuntimeCore* runtime = nullptr;  ///< null once the runtime has shut down
-  HlcClock* host_clock = nullptr;
+  HlcClock* host_clock = nullptr;  ///< the runtime's clock; null once the runtime has shut down
 
   // -- data path (non-template parts live in src/core/kernel.cpp) --
   Status try_send_raw(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,

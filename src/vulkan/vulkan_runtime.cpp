@@ -235,16 +235,17 @@ class Ticker {
         ctx_.lost.store(true);
       }
       {
+        // Under the lock: remove() waits for !in_flight and may destroy the kernel right after.
         std::lock_guard lock(mutex_);
         for (VulkanKernel* k : due) {
-          k->in_flight = false;
           if (ctx_.lost.load() || load_acquire(&k->block()->control.has_terminated) != 0) k->retired = true;
+          k->host_bell.ring();  // a host waiting in receive() re-checks the output ring
+          k->in_flight = false;
         }
         if (ctx_.lost.load())
           for (VulkanKernel* k : kernels_) k->retired = true;
       }
       idle_.notify_all();
-      for (VulkanKernel* k : due) k->host_bell.ring();
       if (ctx_.lost.load()) {
         // Nothing can run any more: wait for shutdown.
         std::unique_lock lock(mutex_);
