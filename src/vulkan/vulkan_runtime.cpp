@@ -62,6 +62,7 @@ using ringkernel::detail::RuntimeCore;
 
 constexpr auto kFenceSlice = std::chrono::milliseconds(100);  // longest single wait on a fence
 constexpr auto kTickerPark = std::chrono::milliseconds(1);    // safety net: sends ring the bell
+constexpr auto kStopGrace = std::chrono::seconds(5);          // tick dispatch still running at shutdown
 
 class VulkanRuntime;
 class Ticker;
@@ -222,12 +223,25 @@ class Ticker {
       si.commandBufferCount = static_cast<std::uint32_t>(cmds.size());
       si.pCommandBuffers = cmds.data();
       VkResult r = ctx_.api().vkQueueSubmit(ctx_.tick_queue().queue, 1, &si, fence_);
+      // A dispatch returns once it has drained its queues (or after its batch budget); a
+      // handler that never returns keeps it running: after a shutdown request, give up on it
+      // after kStopGrace and leave the device to the process exit.
+      std::chrono::steady_clock::time_point give_up{};
       while (r == VK_SUCCESS) {
         r = ctx_.api().vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE,
                                        std::chrono::duration_cast<std::chrono::nanoseconds>(kFenceSlice).count());
-        if (r == VK_SUCCESS) break;
-        if (r == VK_TIMEOUT) r = VK_SUCCESS;  // keep waiting: a dispatch returns once it drained its queues
-        if (stop_requested()) break;
+        if (r != VK_TIMEOUT) break;
+        r = VK_SUCCESS;
+        if (stop_requested()) {
+          const auto now = std::chrono::steady_clock::now();
+          if (give_up == std::chrono::steady_clock::time_point{}) give_up = now + kStopGrace;
+          if (now >= give_up) {
+            std::fprintf(stderr, "ringkernel: a Vulkan tick dispatch did not return; leaving the device running\n");
+            ctx_.wedged.store(true);
+            fence_ = VK_NULL_HANDLE;  // still in use by the queue: never reset or destroyed
+            return;
+          }
+        }
       }
       if (r == VK_SUCCESS) ctx_.api().vkResetFences(ctx_.device(), 1, &fence_);
       if (r != VK_SUCCESS) {
@@ -301,7 +315,6 @@ class VulkanRuntime final : public RingKernelRuntime {
     auto k = std::make_unique<VulkanKernel>(ctx_, core);
     if (auto s = k->init(*this, *info, options_, directory_); !s) return s.error();
     std::lock_guard lock(mutex_);
-    kernels_[core.slot] = k.get();
     auto* dir = static_cast<std::uint64_t*>(directory_.mapped());
     store_release(&dir[core.slot], core.options.tenant_id + 1);  // read by rk_k2k_reserve_()
     return std::unique_ptr<KernelBackend>(std::move(k));
@@ -317,10 +330,10 @@ class VulkanRuntime final : public RingKernelRuntime {
     auto buf = ctx_->allocate(sizeof(RingIndices) + std::uint64_t{ring->capacity} * ring->slot_size, Placement::Auto);
     if (!buf) return buf.error();
     ring->buffer = std::move(*buf);
+    const RouteRing& r = *routes_.emplace_back(std::move(ring));  // kept even if a table below is full
     // The receiver learns of the ring first, so it is polled before anything can arrive.
-    if (auto s = t->add_in_route(*ring, from.slot); !s) return s;
-    if (auto s = f->add_out_route(*ring, to.slot); !s) return s;
-    routes_.push_back(std::move(ring));
+    if (auto s = t->add_in_route(r, from.slot); !s) return s;
+    if (auto s = f->add_out_route(r, to.slot); !s) return s;
     ticker_->bell.wake();
     return {};
   }
@@ -330,7 +343,6 @@ class VulkanRuntime final : public RingKernelRuntime {
       std::lock_guard lock(mutex_);
       auto* dir = static_cast<std::uint64_t*>(directory_.mapped());
       store_release(&dir[core.slot], std::uint64_t{0});
-      kernels_[core.slot] = nullptr;
     }
     if (auto* k = static_cast<VulkanKernel*>(core.impl.get()); k && k->ticker) k->ticker->remove(k);
   }
@@ -348,7 +360,6 @@ class VulkanRuntime final : public RingKernelRuntime {
   Doorbell flush_bell_;  // persistent kernels' "doorbell": nobody sleeps on it; ringing it fences
   std::mutex mutex_;
   std::vector<std::unique_ptr<RouteRing>> routes_;
-  std::vector<VulkanKernel*> kernels_ = std::vector<VulkanKernel*>(RuntimeCore::kMaxKernels, nullptr);
 };
 
 // ---- VulkanKernel ------------------------------------------------------------------------------
