@@ -280,6 +280,9 @@ uint64_t rk_hlc_next_merge(uint64_t prev, uint64_t remote, uint64_t now_us) {
 // calib_host_us and bumps calib_seq; the kernel's leader pairs it with its own clock.
 shared uint64_t rk_s_calib_host_us;
 shared uint64_t rk_s_calib_device;
+// The kernel clock (packed, hlc::pack): loaded from KernelParams::hlc when a dispatch starts,
+// stored back when the leader publishes telemetry; workgroup atomics in between.
+shared uint64_t rk_s_hlc;
 shared uint rk_s_fault;          // first DeviceError / handler code raised by any thread
 shared uint rk_s_terminate;      // request_terminate() was called
 shared uint rk_s_dropped;        // count_dropped() from the handler
@@ -302,15 +305,22 @@ uint64_t rk_now_us() {
   return rk_s_calib_host_us + since / 1000ul;  // device clock in ns (NVIDIA globaltimer, Mesa)
 }
 
+// The clock's compare-and-swap on the workgroup's copy (safe from any thread of the kernel).
+uint64_t rk_hlc_cas_(uint64_t expected, uint64_t desired) {
+  return atomicCompSwap(rk_s_hlc, expected, desired, gl_ScopeWorkgroup, gl_StorageSemanticsShared, gl_SemanticsRelaxed,
+                        gl_StorageSemanticsShared, gl_SemanticsRelaxed);
+}
+uint64_t rk_hlc_load_() {
+  return atomicLoad(rk_s_hlc, gl_ScopeWorkgroup, gl_StorageSemanticsShared, gl_SemanticsRelaxed);
+}
+
 /// Advances the kernel clock by one local event; safe from any thread.
 uint64_t rk_hlc_tick_packed() {
-  RkKernelBlockRef k = rk_kernel();
   const uint64_t now = rk_now_us();
-  uint64_t prev = atomicLoad(k.b.params.hlc, gl_ScopeWorkgroup, gl_StorageSemanticsBuffer, gl_SemanticsRelaxed);
+  uint64_t prev = rk_hlc_load_();
   for (;;) {
     const uint64_t next = rk_hlc_next_tick(prev, now);
-    const uint64_t seen = atomicCompSwap(k.b.params.hlc, prev, next, gl_ScopeWorkgroup, gl_StorageSemanticsBuffer,
-                                         gl_SemanticsRelaxed, gl_StorageSemanticsBuffer, gl_SemanticsRelaxed);
+    const uint64_t seen = rk_hlc_cas_(prev, next);
     if (seen == prev) return next;
     prev = seen;
   }
@@ -318,14 +328,11 @@ uint64_t rk_hlc_tick_packed() {
 }
 /// Reserves n consecutive events; returns the first (as HlcClock::tick_batch).
 uint64_t rk_hlc_tick_batch(uint n) {
-  RkKernelBlockRef k = rk_kernel();
   const uint64_t now = rk_now_us();
-  uint64_t prev = atomicLoad(k.b.params.hlc, gl_ScopeWorkgroup, gl_StorageSemanticsBuffer, gl_SemanticsRelaxed);
+  uint64_t prev = rk_hlc_load_();
   for (;;) {
     const uint64_t first = rk_hlc_next_tick(prev, now);
-    const uint64_t last = first + uint64_t(n) - 1ul;
-    const uint64_t seen = atomicCompSwap(k.b.params.hlc, prev, last, gl_ScopeWorkgroup, gl_StorageSemanticsBuffer,
-                                         gl_SemanticsRelaxed, gl_StorageSemanticsBuffer, gl_SemanticsRelaxed);
+    const uint64_t seen = rk_hlc_cas_(prev, first + uint64_t(n) - 1ul);
     if (seen == prev) return first;
     prev = seen;
   }
@@ -333,15 +340,13 @@ uint64_t rk_hlc_tick_batch(uint n) {
 }
 /// Merges a received stamp; false (clock unchanged) when it is beyond the skew bound.
 bool rk_hlc_merge(RkHlcTimestamp remote) {
-  RkKernelBlockRef k = rk_kernel();
   const uint64_t now = rk_now_us();
-  if (remote.physical > now + k.b.params.max_skew_us) return false;
+  if (remote.physical > now + rk_kernel().b.params.max_skew_us) return false;
   const uint64_t r = rk_hlc_pack(remote.physical, remote.logical);
-  uint64_t prev = atomicLoad(k.b.params.hlc, gl_ScopeWorkgroup, gl_StorageSemanticsBuffer, gl_SemanticsRelaxed);
+  uint64_t prev = rk_hlc_load_();
   for (;;) {
     const uint64_t next = rk_hlc_next_merge(prev, r, now);
-    const uint64_t seen = atomicCompSwap(k.b.params.hlc, prev, next, gl_ScopeWorkgroup, gl_StorageSemanticsBuffer,
-                                         gl_SemanticsRelaxed, gl_StorageSemanticsBuffer, gl_SemanticsRelaxed);
+    const uint64_t seen = rk_hlc_cas_(prev, next);
     if (seen == prev) return true;
     prev = seen;
   }
@@ -362,11 +367,7 @@ RkHlcTimestamp rk_message_timestamp() { return rk_msg_timestamp_; }
 /// Device address of the message payload in its ring slot (for large payloads).
 uint64_t rk_message_address() { return rk_msg_payload_; }
 RkHlcTimestamp rk_hlc_tick() { return rk_hlc_unpack(rk_hlc_tick_packed(), rk_kernel().b.params.node_id); }
-RkHlcTimestamp rk_hlc_now() {
-  RkKernelBlockRef k = rk_kernel();
-  return rk_hlc_unpack(atomicLoad(k.b.params.hlc, gl_ScopeWorkgroup, gl_StorageSemanticsBuffer, gl_SemanticsRelaxed),
-                       k.b.params.node_id);
-}
+RkHlcTimestamp rk_hlc_now() { return rk_hlc_unpack(rk_hlc_load_(), rk_kernel().b.params.node_id); }
 
 /// Stops the kernel with an error the host sees as KernelFaulted (code 0 = HandlerFault).
 void rk_fail(uint code) { atomicCompSwap(rk_s_fault, 0u, code != 0u ? code : RK_ERROR_HANDLER_FAULT); }

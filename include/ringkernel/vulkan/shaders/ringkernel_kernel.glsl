@@ -189,7 +189,8 @@ uint64_t rk_l_heartbeat;
 uint rk_l_emitted;           // responses written in the current batch
 uint rk_l_done;              // messages of the current batch handled (or dropped)
 uint rk_l_messages;          // messages handled by this dispatch
-uint rk_l_acked;
+uint rk_l_acked;              // last is_active value acknowledged (ControlBlock::acked_active)
+uint rk_l_active;             // is_active as last read
 uint rk_l_next_ring;
 uint rk_l_batches;
 uint rk_l_in_depth;
@@ -225,11 +226,13 @@ void rk_leader_init_() {
   rk_l_lat_max = k.b.telemetry.max_latency_us;
   rk_l_heartbeat = k.b.control.heartbeat;
   rk_l_acked = k.b.control.acked_active;
+  rk_l_active = rk_l_acked;
   rk_l_next_ring = k.b.params.next_ring;
   rk_l_batches = 0u;
   rk_l_messages = 0u;
   rk_l_in_depth = 0u;
   rk_l_out_depth = 0u;
+  rk_s_hlc = k.b.params.hlc;
   rk_leader_calibrate_();
 }
 
@@ -254,6 +257,7 @@ void rk_leader_publish_telemetry_() {
   rk_store_relaxed(k.b.control.messages_processed, rk_l_processed);
   rk_store_relaxed(k.b.control.messages_dropped, rk_l_dropped);
   const RkHlcTimestamp h = rk_hlc_now();
+  k.b.params.hlc = rk_hlc_load_();  // the next dispatch continues from here
   rk_store_relaxed(k.b.control.hlc.physical, h.physical);
   rk_store_relaxed(k.b.control.hlc.logical, h.logical);
   rk_store_relaxed(k.b.control.hlc.node_id, h.node_id);
@@ -263,24 +267,35 @@ uint rk_batch_cap_() {
   return RK_MODE == RK_MODE_PARALLEL ? RK_BLOCK_DIM * RK_GRID_DIM : 256u;
 }
 
+/// Leader: reads the host's control words and acknowledges activation changes; true when
+/// the kernel must leave its loop (should_terminate).
+bool rk_leader_control_() {
+  RkKernelBlockRef k = rk_kernel();
+  if (rk_load_acquire(k.b.control.should_terminate) != 0u) return true;  // pairs with stop()
+  rk_l_active = rk_load_acquire(k.b.control.is_active);                  // pairs with activate()/deactivate()
+  if (rk_l_active != rk_l_acked) {
+    rk_l_acked = rk_l_active;
+    rk_store_release(k.b.control.acked_active, rk_l_acked);  // read by deactivate()
+  }
+  return false;
+}
+
 /// Leader: waits (persistent) or looks once (tick) for something to do; fills the batch.
+/// The control words are read at the first look of every call (so before every batch) and
+/// every 16th idle look; an idle look is otherwise one load of each ring's tail.
 uint rk_leader_decide_() {
   RkKernelBlockRef k = rk_kernel();
   RkRingRef in_ring = rk_input_();
   const bool pull = (k.b.params.flags & RK_FLAG_PULL) != 0u;
   for (uint spin = 0u;; ++spin) {
-    if ((spin & 255u) == 0u) {
+    if ((spin & 255u) == 255u) {  // idle for a while: show liveness, follow the host clock
       rk_store_relaxed(k.b.control.heartbeat, ++rk_l_heartbeat);
       if ((rk_l_heartbeat & 63ul) == 0ul) rk_leader_calibrate_();
     }
     if (rk_s_fault != 0u || rk_s_terminate != 0u) return RK_CMD_EXIT;
-    if (rk_load_acquire(k.b.control.should_terminate) != 0u) return RK_CMD_EXIT;  // pairs with stop()
-    const uint is_on = rk_load_acquire(k.b.control.is_active);  // pairs with activate()/deactivate()
-    if (is_on != rk_l_acked) {
-      rk_l_acked = is_on;
-      rk_store_release(k.b.control.acked_active, is_on);  // read by deactivate()
-    }
-    if (is_on != 0u) {
+    const bool looked = (spin & 15u) == 0u;
+    if (looked && rk_leader_control_()) return RK_CMD_EXIT;
+    if (rk_l_active != 0u) {
       uint room = rk_batch_cap_();
       if (!RK_PERSISTENT) {
         if (rk_l_batches >= k.b.params.max_batches) return RK_CMD_IDLE;
@@ -298,9 +313,27 @@ uint rk_leader_decide_() {
         const uint rings = 1u + routes;
         for (uint j = 0u; j < rings; ++j) {
           const uint r = (rk_l_next_ring + j) % rings;
+          uint n = 0u;
           if (r == 0u) {
-            const uint n = rk_ring_available(in_ring, rk_l_in_head, rk_l_in_tail, room);
+            n = rk_ring_available(in_ring, rk_l_in_head, rk_l_in_tail, room);
             if (n == 0u) continue;
+          } else {
+            const RkRouteEntry e = k.b.params.in_routes[r - 1u];
+            RkRingRef ring = RkRingRef(e.ring);
+            const uint64_t head = rk_load_relaxed(ring.idx.head);  // own index
+            const uint64_t tail = rk_load_acquire(ring.idx.tail);  // pairs with the sender's publish
+            if (tail == head) continue;
+            n = uint(min(tail - head, uint64_t(room)));
+            rk_s_ring = e.ring;
+            rk_s_ring_capacity = e.capacity;
+            rk_s_ring_slot_size = e.slot_size;
+            rk_s_in_pos = head;
+            rk_s_source = e.peer + 1u;
+          }
+          // Work is waiting: the control words are current before a batch starts.
+          if (!looked && rk_leader_control_()) return RK_CMD_EXIT;
+          if (rk_l_active == 0u) break;
+          if (r == 0u) {
             const uint64_t depth = rk_l_in_tail - rk_l_in_head;
             rk_l_in_depth = uint(min(depth, 0xFFFFFFFFul));
             if (depth > rk_l_max_depth) {
@@ -312,22 +345,9 @@ uint rk_leader_decide_() {
             rk_s_ring_slot_size = k.b.params.input_slot_size;
             rk_s_in_pos = rk_l_in_head;
             rk_s_source = 0u;
-            rk_s_route = 0u;
-            rk_s_count = n;
-          } else {
-            const RkRouteEntry e = k.b.params.in_routes[r - 1u];
-            RkRingRef ring = RkRingRef(e.ring);
-            const uint64_t head = rk_load_relaxed(ring.idx.head);  // own index
-            const uint64_t tail = rk_load_acquire(ring.idx.tail);  // pairs with the sender's publish
-            if (tail == head) continue;
-            rk_s_ring = e.ring;
-            rk_s_ring_capacity = e.capacity;
-            rk_s_ring_slot_size = e.slot_size;
-            rk_s_in_pos = head;
-            rk_s_source = e.peer + 1u;
-            rk_s_route = r;
-            rk_s_count = uint(min(tail - head, uint64_t(room)));
           }
+          rk_s_route = r;
+          rk_s_count = n;
           rk_l_next_ring = (r + 1u) % rings;
           rk_l_emitted = 0u;
           rk_l_done = 0u;
@@ -502,6 +522,15 @@ void rk_leader_finish_batch_() {
   // (lavapipe's iteration limit) leaves the rest queued for the next dispatch.
   const uint count = rk_s_fault != 0u ? rk_s_count : rk_l_done;
   rk_l_messages += count;
+  if (RK_MODE == RK_MODE_PARALLEL) rk_l_emitted = rk_s_emitted;
+#ifdef RK_RESPONSE
+  // The responses first: the host waits for them; the input slots can wait a store longer.
+  if (rk_l_emitted != 0u) {
+    rk_l_out_tail += uint64_t(rk_l_emitted);
+    rk_ring_publish(rk_output_(), rk_l_out_tail);
+  }
+  rk_l_out_depth = uint(min(rk_l_out_tail - rk_l_out_head, 0xFFFFFFFFul));
+#endif
   if (rk_s_route == 0u) {
     rk_l_in_head += uint64_t(count);
     rk_ring_release(rk_input_(), rk_l_in_head);
@@ -509,7 +538,6 @@ void rk_leader_finish_batch_() {
     rk_ring_release(RkRingRef(rk_s_ring), rk_s_in_pos + uint64_t(count));
   }
   if (RK_MODE == RK_MODE_PARALLEL) {
-    rk_l_emitted = rk_s_emitted;
     rk_l_processed += uint64_t(rk_s_processed);
     rk_l_dropped += uint64_t(rk_s_invalid);
     if (rk_s_processed != 0u) {
@@ -518,13 +546,6 @@ void rk_leader_finish_batch_() {
       rk_l_lat_max = max(rk_l_lat_max, uint64_t(rk_s_lat_max));
     }
   }
-#ifdef RK_RESPONSE
-  if (rk_l_emitted != 0u) {
-    rk_l_out_tail += uint64_t(rk_l_emitted);
-    rk_ring_publish(rk_output_(), rk_l_out_tail);
-  }
-  rk_l_out_depth = uint(min(rk_l_out_tail - rk_l_out_head, 0xFFFFFFFFul));
-#endif
   rk_l_dropped += uint64_t(rk_s_dropped);
   rk_s_dropped = 0u;
   ++rk_l_batches;
