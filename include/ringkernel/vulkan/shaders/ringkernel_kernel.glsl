@@ -288,7 +288,7 @@ uint rk_leader_decide_() {
   RkRingRef in_ring = rk_input_();
   const bool pull = (k.b.params.flags & RK_FLAG_PULL) != 0u;
   for (uint spin = 0u;; ++spin) {
-    if ((spin & 255u) == 255u) {  // idle for a while: show liveness, follow the host clock
+    if ((spin & 255u) == 0u) {  // every call, then every 256 idle looks: liveness, host clock
       rk_store_relaxed(k.b.control.heartbeat, ++rk_l_heartbeat);
       if ((rk_l_heartbeat & 63ul) == 0ul) rk_leader_calibrate_();
     }
