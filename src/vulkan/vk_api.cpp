@@ -107,6 +107,7 @@ PhysicalDevice describe(const Instance& inst, VkPhysicalDevice pd) {
   if (!v12.vulkanMemoryModel) missing.push_back("vulkanMemoryModel");
   if (!v12.vulkanMemoryModelDeviceScope) missing.push_back("vulkanMemoryModelDeviceScope");
   if (!v12.shaderBufferInt64Atomics) missing.push_back("shaderBufferInt64Atomics");
+  if (!v12.shaderSharedInt64Atomics) missing.push_back("shaderSharedInt64Atomics");
   if (!clock_ext) missing.push_back(VK_KHR_SHADER_CLOCK_EXTENSION_NAME);
   else if (!clock.shaderDeviceClock) missing.push_back("shaderDeviceClock");
   if (!(subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT)) missing.push_back("subgroup operations in compute shaders");
@@ -121,7 +122,6 @@ PhysicalDevice describe(const Instance& inst, VkPhysicalDevice pd) {
   d.int8 = v12.shaderInt8;
   d.storage8 = v12.storageBuffer8BitAccess;
   d.storage16 = v11.storageBuffer16BitAccess;
-  d.shared_int64_atomics = v12.shaderSharedInt64Atomics;
 
   if (missing.empty()) {
     d.suitable = true;

@@ -91,7 +91,6 @@ struct PhysicalDevice {
   std::string reason;            ///< what is missing when !suitable
   // Optional features enabled when present.
   bool float64 = false, int16 = false, int8 = false, storage8 = false, storage16 = false;
-  bool shared_int64_atomics = false;
 };
 
 /// The process-wide instance (created once, kept for the process lifetime).

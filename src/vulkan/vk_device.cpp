@@ -112,7 +112,7 @@ Result<std::shared_ptr<DeviceContext>> DeviceContext::create(std::uint32_t devic
   v12.vulkanMemoryModel = VK_TRUE;
   v12.vulkanMemoryModelDeviceScope = VK_TRUE;
   v12.shaderBufferInt64Atomics = VK_TRUE;
-  v12.shaderSharedInt64Atomics = phys.shared_int64_atomics;
+  v12.shaderSharedInt64Atomics = VK_TRUE;
   v12.shaderInt8 = phys.int8;
   v12.storageBuffer8BitAccess = phys.storage8;
   VkPhysicalDeviceVulkan11Features v11{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES};
