@@ -571,7 +571,8 @@ Result<void> VulkanKernel::wait_fence(std::chrono::steady_clock::time_point dead
 
 Result<void> VulkanKernel::stop(Duration timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  store_release(&block()->control.should_terminate, 1u);  // read by rk_leader_decide_()
+  store_release(&block()->control.should_terminate, 1u);  // read by rk_leader_control_()
+  std::atomic_thread_fence(std::memory_order_seq_cst);     // out of the write-combining buffers now
   if (submitted_ && !ctx_->lost.load()) {
     if (mode_ == DispatchMode::Persistent) {
       if (!finished_.load())
