@@ -1,7 +1,7 @@
 // ringkernel.glsl — ringkernel's wire format and device runtime for GLSL compute shaders.
 //
 // The structs below mirror ringkernel/{hlc,message,queue,control,telemetry}.hpp and
-// ringkernel/vulkan/wire.hpp in std430 layout; tests/vulkan/layout.test.cpp reads the
+// ringkernel/vulkan/wire.hpp in std430 layout; tests/vulkan/vulkan.test.cpp reads the
 // offsets glslc assigned to them out of the SPIR-V and compares each with the C++
 // offsetof, and the constants with the C++ enums. Fields the C++ side packs below 32 bits
 // are one uint here (named after the packed fields).
@@ -19,6 +19,25 @@
 //     // #define RK_STATE MyState  (declared with RK_GPU_TYPE(MyState))
 //     #include "ringkernel_kernel.glsl"
 //     bool rk_handle(ItemRef req, out Reply resp) { ... }   // req.v is the request
+//
+// The GLSL structs must match the C++ declarations (scalars only: std430 aligns vectors
+// differently; a uint8_t/uint16_t array can be a uint array of the same size). A launch
+// compares each RK_MESSAGE struct's size with the C++ type's and refuses a mismatch.
+//
+// The handler's context (RingContext in C++), for the handler of the current message:
+//   rk_thread_id() rk_block_id() rk_warp_id() rk_lane_id() rk_block_dim() rk_grid_dim()
+//   rk_mode() rk_kernel_slot() rk_batch_index() rk_global_thread_id()
+//   rk_message_source() rk_correlation_id() rk_message_timestamp() rk_message_address()
+//   rk_state()                           the persistent state (RK_STATE), rk_state().v
+//   rk_shared[]                          LaunchOptions::shared_memory_size bytes (uint words)
+//   rk_sync_threads() rk_sync_warp()     actor mode; in parallel mode they fault the kernel
+//   rk_warp_ballot/any/all/shuffle/reduce_add   32-lane warps whatever the subgroup size;
+//                                        every invocation of the block must call them
+//   rk_fence_block/device/system()
+//   rk_hlc_tick() rk_hlc_now()           the kernel's hybrid logical clock
+//   rk_k2k_send(dest, msg) rk_k2k_try_receive(msg, source) rk_k2k_route_count() rk_k2k_route(i)
+//                                        one sending thread at a time (actor mode: thread 0)
+//   rk_fail(code) rk_request_terminate() rk_count_dropped(n) rk_should_terminate()
 //
 // Memory model (Vulkan memory model, GL_KHR_memory_scope_semantics): each ring index and
 // control word has one writer, which publishes it with a device-scope atomic store with
