@@ -109,6 +109,12 @@ class RingProducer {
   /// Makes the next `n` reserved slots visible to the consumer (one release store).
   RK_HOST_DEVICE void publish(std::uint32_t n) noexcept {
     tail_ += n;
+#if !RK_DEVICE_PASS && (defined(__x86_64__) || defined(__i386__))
+    // A host-written ring may be write-combining memory (a GPU's BAR, Vulkan's DEVICE_LOCAL |
+    // HOST_VISIBLE), where x86 stores to different lines can land in any order: drain the
+    // slots' stores before the index store. (No effect on ordinary write-back memory.)
+    if constexpr (S == Scope::System) __builtin_ia32_sfence();
+#endif
     store_release<S>(&view_.indices->tail, tail_);  // pairs with RingConsumer::available()
   }
   /// publish() for a caller that has just issued a fence covering the slot writes (the

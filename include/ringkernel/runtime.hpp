@@ -199,7 +199,7 @@ class KernelCore {
   std::mutex lifecycle_mutex;
   std::unique_ptr<KernelBackend> impl;
   RuntimeCore* runtime = nullptr;  ///< null once the runtime has shut down
-  HlcClock* host_clock = nullptr;
+  HlcClock* host_clock = nullptr;  ///< the runtime's clock; null once the runtime has shut down
   Broker* broker = nullptr;  ///< the runtime's broker: where ctx.publish() goes (set before start)
 
   // -- data path (non-template parts live in src/core/kernel.cpp) --

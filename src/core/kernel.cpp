@@ -173,7 +173,7 @@ Status KernelCore::try_receive_raw(TypeId type, void* out, std::uint32_t size, E
   std::memcpy(&env, cell, sizeof env);
   std::memcpy(out, cell + sizeof env, size);
   consumer.release(1);
-  (void)host_clock->update(env.timestamp);  // a skewed kernel stamp leaves the host clock as is
+  if (host_clock) (void)host_clock->update(env.timestamp);  // a skewed kernel stamp leaves the host clock as is
   if (env_out) *env_out = env;
   return Status::Ok;
 }
@@ -201,7 +201,7 @@ std::size_t KernelCore::try_receive_batch_raw(TypeId type, std::byte* out, std::
     ++copied;
   }
   consumer.release(n);
-  if (copied) (void)host_clock->update(last);  // one merge per batch: the latest stamp dominates
+  if (copied && host_clock) (void)host_clock->update(last);  // one merge per batch: the latest stamp dominates
   return done + copied;
 }
 
@@ -333,7 +333,7 @@ Result<void> KernelCore::call_raw(TypeId req_type, const void* req, std::uint32_
         const std::byte* cell = consumer.slot(0);
         Envelope env;
         std::memcpy(&env, cell, sizeof env);
-        (void)host_clock->update(env.timestamp);
+        if (host_clock) (void)host_clock->update(env.timestamp);
         if (env.correlation_id == corr) {
           std::memcpy(resp, cell + sizeof env, resp_size);
           consumer.release(1);
@@ -368,7 +368,7 @@ Result<void> KernelCore::send_bytes(std::span<const std::byte> bytes, Duration t
                                                       " is not accepted by kernel '" + id.value + "'");
     return Error(ErrorCode::InvalidMessage, "message bytes rejected: payload size does not match the kernel's type");
   }
-  if (h.timestamp.physical != 0) {
+  if (h.timestamp.physical != 0 && host_clock) {
     if (auto m = host_clock->update(h.timestamp); !m) {
       invalid_rejected.fetch_add(1, std::memory_order_relaxed);
       return m.error();

@@ -196,8 +196,10 @@ Result<void> RuntimeCore::shutdown(Duration timeout) {
     RingKernelRuntime* rt = k->backend == Backend::Cpu ? cpu_.get() : k->backend == Backend::Cuda ? cuda_.get() : vulkan_.get();
     if (rt) rt->forget(*k);
     broker->forget_kernel(*k);
-    // The handle outlives the runtime: keep its queues readable, detach it.
+    // The handle outlives the runtime: keep its queues readable, detach it (the runtime's
+    // clock goes with the runtime; receives no longer merge into it).
     k->runtime = nullptr;
+    k->host_clock = nullptr;
   }
   return result;
 }

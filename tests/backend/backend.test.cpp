@@ -31,7 +31,16 @@ class BackendTest : public ::testing::TestWithParam<Backend> {
   }
   void TearDown() override { rt_.reset(); }
 
+  /// Launches `name`, or skips the test (with the reason) when the kernel has no build for
+  /// this backend: the skip is recorded, then AssertionException ends the test body, which
+  /// gtest treats as "already reported".
   KernelHandle launch(std::string_view name, LaunchOptions o = {}) {
+    if (const KernelInfo* info = find_kernel(name); info && !info->has_backend(GetParam())) {
+      const std::string why = "kernel " + std::string(name) + " has no " + to_string(GetParam()) + " build";
+      GTEST_MESSAGE_(why.c_str(), ::testing::TestPartResult::kSkip);
+      throw ::testing::AssertionException(
+          ::testing::TestPartResult(::testing::TestPartResult::kSkip, __FILE__, __LINE__, why.c_str()));
+    }
     auto k = rt_->launch(name, o);
     EXPECT_TRUE(k.ok()) << (k.ok() ? "" : k.error().what());
     if (!k.ok()) throw std::runtime_error("launch failed");

@@ -1,0 +1,20 @@
+// test.faulty (rktest::Faulty in tests/backend/test_kernels.hpp).
+#version 460
+#include "ringkernel.glsl"
+#include "test_messages.glsl"
+RK_MESSAGE(Item, 0)
+RK_MESSAGE(Reply, 1)
+#define RK_REQUEST Item
+#define RK_RESPONSE Reply
+#include "ringkernel_kernel.glsl"
+
+// Faults the kernel when it sees value 13.
+bool rk_handle(ItemRef req, out Reply resp) {
+  const Item m = req.v;
+  if (m.value == 13l) {
+    rk_fail(7u);
+    return false;
+  }
+  resp = Reply(m.seq, m.value, 0u, 0u, 0ul);
+  return rk_thread_id() == 0u;
+}
