@@ -2,7 +2,7 @@
 # Installs the Debian packages ringkernel builds with (only those missing). Needs root or sudo.
 set -euo pipefail
 packages=(build-essential cmake ninja-build ccache pkg-config libgtest-dev libgmock-dev libbenchmark-dev
-          libcaf-dev libreaderwriterqueue-dev)
+          libcaf-dev libreaderwriterqueue-dev libvulkan-dev mesa-vulkan-drivers glslc spirv-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -15,6 +15,9 @@ struct BackendAvailability {
   bool available = false;
   std::string device;  ///< device name when available
   std::string reason;  ///< why not, when unavailable (a sentence a user can act on)
+  /// The device is a CPU implementation of a GPU API (e.g. Mesa lavapipe): usable when
+  /// asked for by name, but Backend::Auto prefers the native CPU backend over it.
+  bool software = false;
 };
 
 /// One entry per backend (Cpu, Cuda, Vulkan, Metal), in that order.

@@ -54,8 +54,13 @@ Result<Backend> RuntimeCore::choose_backend(const KernelInfo& info) {
       if (!info.has_backend(requested) || !is_available(requested)) return unavailable(requested);
       return requested;
     case Backend::Auto:
-      for (Backend b : {Backend::Cuda, Backend::Vulkan})
-        if (info.has_backend(b) && is_available(b)) return b;
+      // A GPU when there is one (CUDA first); a software Vulkan device is slower than the
+      // native CPU backend, so Auto does not pick it.
+      for (Backend b : {Backend::Cuda, Backend::Vulkan}) {
+        if (!info.has_backend(b)) continue;
+        const BackendAvailability a = availability(b);
+        if (a.available && !a.software) return b;
+      }
       return Backend::Cpu;
   }
   return Backend::Cpu;

@@ -701,6 +701,7 @@ BackendAvailability probe(std::uint32_t index) {
   }
   a.available = true;
   a.device = std::string((*pd)->properties.deviceName) + " (" + (*pd)->driver + ")";
+  a.software = (*pd)->properties.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
   return a;
 }
 
