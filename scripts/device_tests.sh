@@ -14,7 +14,7 @@ run() {  # name timeout command...
   timeout -s KILL "$t" "$@" >"$OUT/$name.log" 2>&1
   local rc=$?
   local secs=$(python3 -c "print($(date +%s.%N) - $start)")
-  summary+=("$(printf '%-28s rc=%-4s %6.1fs  %s' "$name" "$rc" "$secs" "$(grep -E 'PASSED|FAILED|Result|p50|checksum|get\(9\)' "$OUT/$name.log" | tail -2 | tr '\n' ' ' | cut -c1-90)")")
+  summary+=("$(printf '%-28s rc=%-4s %6.1fs  %s' "$name" "$rc" "$secs" "$(grep -E 'PASSED|FAILED|Result|RESULT|p50|checksum|get\(9\)|ERROR SUMMARY' "$OUT/$name.log" | tail -2 | tr '\n' ' ' | cut -c1-90)")")
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 run cuda_backend_tests 300 "$B/tests/backend_tests" --gtest_filter='*/Cuda'
@@ -24,14 +24,18 @@ run ping_pong 60 "$B/examples/ping_pong" 20000
 run kernel_to_kernel 60 "$B/examples/kernel_to_kernel"
 run request_response 60 "$B/examples/request_response"
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-SUBSET='*an_actor_answers*:*block_threads_cooperate*:*parallel_mode_spreads*:*k2k_delivers*:*call_matches*:*state_persists*/Cuda'
-run memcheck 300 "$CS" --tool memcheck --error-exitcode 3 "$B/tests/backend_tests" --gtest_filter="$SUBSET"
+SUBSET='*an_actor_answers*/Cuda:*block_threads_cooperate*/Cuda:*parallel_mode_spreads*/Cuda:*call_matches*/Cuda:*state_persists*/Cuda:*faulted*/Cuda:*large_payloads*/Cuda'
+run memcheck 240 "$CS" --tool memcheck --error-exitcode 3 "$B/tests/backend_tests" --gtest_filter="$SUBSET"
+run memcheck_k2k 120 "$CS" --tool memcheck --error-exitcode 3 "$B/tests/backend_tests" --gtest_filter='*k2k_delivers*/Cuda'
+[ -x "$B/examples/showcase" ] && run showcase 120 "$B/examples/showcase" --no-metrics -n 200000
+[ -x "$B/tools/ringkernel" ] && run tool_check 30 "$B/tools/ringkernel" check
 run racecheck 200 "$CS" --tool racecheck --error-exitcode 3 "$B/tests/backend_tests" \
   --gtest_filter='*an_actor_answers*:*block_threads_cooperate*/Cuda'
 run synccheck 200 "$CS" --tool synccheck --error-exitcode 3 "$B/tests/backend_tests" \
   --gtest_filter='*an_actor_answers*:*block_threads_cooperate*/Cuda' 
 grep -E "FAILED|Failure|error" "$OUT/cuda_backend_tests.log" | head -30
-grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Race reported|Invalid|at .*\.cuh?:[0-9]+" "$OUT/memcheck.log" "$OUT/racecheck.log" "$OUT/synccheck.log" | head -24
+grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Race reported|Invalid|at .*\.cuh?:[0-9]+" "$OUT"/memcheck*.log "$OUT/racecheck.log" "$OUT/synccheck.log" | head -24
+tail -12 "$OUT/showcase.log" 2>/dev/null; cat "$OUT/tool_check.log" 2>/dev/null
 printf '%s\n' "${summary[@]}"
 if [ -x "$B/bench/cuda_bench" ] && [ "${RK_BENCH:-1}" = 1 ]; then
   timeout -s KILL 240 "$B/bench/cuda_bench" ${RK_BENCH_ARGS:-} 2>&1 | tee "$OUT/cuda_bench.log" | tail -25

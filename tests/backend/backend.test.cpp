@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "test_kernels.hpp"
+#include <ringkernel/pubsub.hpp>
 
 using namespace ringkernel;
 using namespace std::chrono_literals;
@@ -317,6 +318,23 @@ TEST_P(BackendTest, sends_from_many_threads_all_arrive) {
     ASSERT_EQ(r.value, 2 * next[r.seq]++ + 1);  // FIFO per sender
   }
   for (auto& t : ts) t.join();
+}
+
+TEST_P(BackendTest, a_kernel_publishes_to_a_host_subscriber_in_order) {
+  Broker& b = rt_->broker();
+  const TopicId topic = b.topic<Other>("backend/published").value();
+  const SubscriptionId sub = b.subscribe("backend/#").value();
+  KernelHandle k = launch("test.publisher", LaunchOptions{.block_size = 1});
+  const Reply r = k.call<Reply>(Item{topic, 20}, 5s).value();
+  EXPECT_EQ(r.value, 20);
+  for (std::uint64_t i = 0; i < 20; ++i) {
+    auto d = b.receive(sub, 5s);
+    ASSERT_TRUE(d.ok()) << d.error().what();
+    Other o{};
+    ASSERT_TRUE(d->get(o));
+    EXPECT_EQ(o.x, i);
+    EXPECT_EQ(d->source, k.slot() + 1);
+  }
 }
 
 // ---- bad input -------------------------------------------------------------------------

@@ -207,4 +207,19 @@ struct BigEater {
   }
 };
 
+/// Publishes `value` Other{i} messages to topic `seq` (ctx.publish) and reports how many
+/// the backend accepted.
+struct Publisher {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    if (ctx.thread_id() != 0) return false;
+    std::int64_t ok = 0;
+    for (std::int64_t i = 0; i < in.value; ++i)
+      if (ctx.publish(in.seq, Other{static_cast<std::uint64_t>(i)}) == Status::Ok) ++ok;
+    out = Reply{in.seq, ok, 0, 0, 0};
+    return true;
+  }
+};
+
 }  // namespace rktest

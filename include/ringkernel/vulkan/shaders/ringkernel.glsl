@@ -123,7 +123,9 @@ struct RkRingIndices {
   uint64_t tail;
   uint64_t dropped;
   uint producer_closed;
-  uint pad0[27];
+  uint reserved0;
+  uint64_t claim;
+  uint pad0[24];
   uint64_t head;
   uint64_t max_depth;
   uint consumer_closed;
