@@ -235,6 +235,35 @@ TEST_P(BackendTest, k2k_delivers_in_fifo_order_between_kernels) {
   EXPECT_EQ(eventually([&] { return fwd.metrics().telemetry.raw.k2k_sent; }, std::uint64_t{kN}), std::uint64_t{kN});
 }
 
+TEST_P(BackendTest, k2k_fan_in_from_two_kernels_keeps_order_per_sender) {
+  const LaunchOptions o{.block_size = 1, .enable_k2k = true};
+  LaunchOptions o1 = o, o2 = o;
+  o1.kernel_id = "fwd1";
+  o2.kernel_id = "fwd2";
+  KernelHandle f1 = launch("test.forwarder", o1);
+  KernelHandle f2 = launch("test.forwarder", o2);
+  KernelHandle sink = launch("test.sink", o);
+  ASSERT_TRUE(rt_->connect(f1, sink).ok());
+  ASSERT_TRUE(rt_->connect(f2, sink).ok());
+  constexpr int kN = 200;
+  for (int i = 0; i < kN; ++i) {
+    ASSERT_TRUE(f1.send(Item{sink.slot(), i}).ok());
+    ASSERT_TRUE(f2.send(Item{sink.slot(), 10000 + i}).ok());
+  }
+  int next1 = 0, next2 = 0;
+  for (int i = 0; i < 2 * kN; ++i) {
+    const Reply r = sink.receive<Reply>(5s).value();
+    if (r.source == f1.slot() + 1) {
+      ASSERT_EQ(r.value, 1000 + next1++);
+    } else {
+      ASSERT_EQ(r.source, f2.slot() + 1);
+      ASSERT_EQ(r.value, 11000 + next2++);
+    }
+  }
+  EXPECT_EQ(next1, kN);
+  EXPECT_EQ(next2, kN);
+}
+
 TEST_P(BackendTest, k2k_send_without_a_route_is_a_counted_dead_letter) {
   const LaunchOptions o{.block_size = 1, .enable_k2k = true};
   KernelHandle fwd = launch("test.forwarder", o);
