@@ -87,14 +87,19 @@ __device__ inline void dev_copy16(void* dst, const void* src, std::uint32_t byte
   }
 }
 
+/// Reads a route entry the host appended (mapped memory, volatile: never from a stale line).
+__device__ inline void copy_route(RouteEntry& dst, const RouteEntry* src) {
+  const volatile std::uint64_t* s = reinterpret_cast<const volatile std::uint64_t*>(src);
+  std::uint64_t* d = reinterpret_cast<std::uint64_t*>(&dst);
+  for (unsigned i = 0; i < sizeof(RouteEntry) / 8; ++i) d[i] = s[i];
+}
+
 /// Outbound route `i` as the host wrote it (mapped memory, acquire): the slow path for a
 /// route the leader has not cached yet (connect() just happened). The host writes the
 /// entry, then the count with a release store.
 __device__ inline bool dev_route_from_table(const DeviceKernel* dk, std::uint32_t i, RouteEntry& out) {
   if (i >= kDeviceMaxRoutes || i >= load_acquire<Scope::System>(&dk->routes->out_count)) return false;
-  const volatile std::uint64_t* src = reinterpret_cast<const volatile std::uint64_t*>(&dk->routes->out[i]);
-  std::uint64_t* dst = reinterpret_cast<std::uint64_t*>(&out);
-  for (unsigned k = 0; k < sizeof(RouteEntry) / 8; ++k) dst[k] = src[k];
+  copy_route(out, &dk->routes->out[i]);
   return true;
 }
 
@@ -311,9 +316,7 @@ RK_HOST_DEVICE inline Status RingContext::k2k_try_receive_bytes(TypeId type, voi
     // ago straight from the host's table (acquire of the count, then the entries).
     const std::uint32_t c = load_acquire<Scope::System>(&device_->routes->in_count);
     while (bs->in_count < c && bs->in_count < detail::kDeviceMaxRoutes) {
-      const volatile std::uint64_t* src = reinterpret_cast<const volatile std::uint64_t*>(&device_->routes->in[bs->in_count]);
-      std::uint64_t* dst = reinterpret_cast<std::uint64_t*>(&bs->in_routes[bs->in_count]);
-      for (unsigned k = 0; k < sizeof(detail::RouteEntry) / 8; ++k) dst[k] = src[k];
+      detail::copy_route(bs->in_routes[bs->in_count], &device_->routes->in[bs->in_count]);
       bs->in_heads[bs->in_count] = 0;
       ++bs->in_count;
     }

@@ -87,13 +87,6 @@ __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
   }
 }
 
-/// Reads route entries the host appended (mapped memory, volatile: never from a stale line).
-__device__ inline void copy_route(RouteEntry& dst, const RouteEntry* src) {
-  const volatile std::uint64_t* s = reinterpret_cast<const volatile std::uint64_t*>(src);
-  std::uint64_t* d = reinterpret_cast<std::uint64_t*>(&dst);
-  for (unsigned i = 0; i < sizeof(RouteEntry) / 8; ++i) d[i] = s[i];
-}
-
 __device__ inline void leader_refresh_routes(const DeviceKernel* dk, BlockShared* bs) {
   const std::uint32_t oc = shared_load_acquire(&bs->out_count_seen);
   while (bs->out_count < oc && bs->out_count < kDeviceMaxRoutes) {
