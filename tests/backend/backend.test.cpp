@@ -311,6 +311,25 @@ TEST_P(BackendTest, kernel_clock_events_order_after_the_message_stamp) {
   EXPECT_GT(eventually([&] { return k.status().hlc.physical > 0; }, true), false);
 }
 
+TEST_P(BackendTest, kernel_clock_events_order_after_every_stamp_of_a_batch) {
+  KernelHandle k = launch("test.clock", LaunchOptions{.block_size = 1, .input_queue_capacity = 1024,
+                                                      .output_queue_capacity = 1024});
+  constexpr std::size_t kN = 1000;  // one send_batch: the kernel dequeues it in large batches
+  std::vector<Item> in(kN);
+  for (std::size_t i = 0; i < kN; ++i) in[i] = Item{i, 0};
+  ASSERT_EQ(k.send_batch(std::span<const Item>(in), 5s).value(), kN);
+  std::vector<Reply> out(kN);
+  for (std::size_t got = 0; got < kN;) {
+    auto r = k.receive_batch(std::span<Reply>(out.data() + got, kN - got), 5s);
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    got += *r;
+  }
+  for (std::size_t i = 0; i < kN; ++i) {
+    EXPECT_EQ(out[i].seq, i);
+    EXPECT_EQ(out[i].thread, 1u) << "the kernel ticked before the stamp of message " << i;
+  }
+}
+
 TEST_P(BackendTest, a_kernel_that_terminates_itself_is_seen_by_wait) {
   KernelHandle k = launch("test.self_stop", LaunchOptions{.block_size = 1});
   ASSERT_TRUE(k.send(Item{0, -1}).ok());
