@@ -304,16 +304,7 @@ Result<void> KernelCore::call_raw(TypeId req_type, const void* req, std::uint32_
   const std::uint64_t corr = CorrelationId::generate().value;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   // Send with the correlation id (waiting for room within the same deadline).
-  if (auto ok = check_send(req_type, req_size); !ok) return ok;
-  Backoff send_backoff;
-  for (;;) {
-    const Status s = try_send_raw(req_type, req, req_size, corr, Priority::Normal);
-    if (s == Status::Ok) break;
-    if (s != Status::QueueFull) return dead_error();
-    if (std::chrono::steady_clock::now() >= deadline)
-      return Error(ErrorCode::QueueFull, "call: input queue of kernel '" + id.value + "' stayed full");
-    send_backoff.pause();
-  }
+  if (auto sent = wait_send(req_type, req, req_size, corr, Priority::Normal, timeout); !sent) return sent;
   // Receive until the response with our correlation id; set others aside for receive().
   Backoff backoff;
   auto next_health = std::chrono::steady_clock::now() + kHealthInterval;
