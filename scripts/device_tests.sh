@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the CUDA tests and examples from an already-built tree on a GPU machine.
 # Usage: scripts/device_tests.sh BUILD_DIR [OUT_DIR]
+# RK_SANITIZE=0 skips compute-sanitizer; RK_BENCH=0 skips cuda_bench.
 set -uo pipefail
 B=${1:?build dir}
 OUT=${2:-${OUT:-/tmp/rk-out}}
@@ -23,16 +24,20 @@ run quickstart 60 "$B/examples/quickstart"
 run ping_pong 60 "$B/examples/ping_pong" 20000
 run kernel_to_kernel 60 "$B/examples/kernel_to_kernel"
 run request_response 60 "$B/examples/request_response"
+if [ "${RK_SANITIZE:-1}" = 1 ]; then
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 SUBSET='*an_actor_answers*/Cuda:*block_threads_cooperate*/Cuda:*parallel_mode_spreads*/Cuda:*call_matches*/Cuda:*state_persists*/Cuda:*faulted*/Cuda:*large_payloads*/Cuda'
 run memcheck 240 "$CS" --tool memcheck --error-exitcode 3 "$B/tests/backend_tests" --gtest_filter="$SUBSET"
 run memcheck_k2k 120 "$CS" --tool memcheck --error-exitcode 3 "$B/tests/backend_tests" --gtest_filter='*k2k_delivers*/Cuda'
+fi
 [ -x "$B/examples/showcase" ] && run showcase 120 "$B/examples/showcase" --no-metrics -n 200000
 [ -x "$B/tools/ringkernel" ] && run tool_check 30 "$B/tools/ringkernel" check
+if [ "${RK_SANITIZE:-1}" = 1 ]; then
 run racecheck 200 "$CS" --tool racecheck --error-exitcode 3 "$B/tests/backend_tests" \
   --gtest_filter='*an_actor_answers*:*block_threads_cooperate*/Cuda'
 run synccheck 200 "$CS" --tool synccheck --error-exitcode 3 "$B/tests/backend_tests" \
   --gtest_filter='*an_actor_answers*:*block_threads_cooperate*/Cuda' 
+fi
 grep -E "FAILED|Failure|error" "$OUT/cuda_backend_tests.log" | head -30
 grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Race reported|Invalid|at .*\.cuh?:[0-9]+" "$OUT"/memcheck*.log "$OUT/racecheck.log" "$OUT/synccheck.log" | head -24
 tail -12 "$OUT/showcase.log" 2>/dev/null; cat "$OUT/tool_check.log" 2>/dev/null

@@ -42,6 +42,17 @@ RK_HOST_DEVICE constexpr TypeId type_id_of_name(std::string_view name) noexcept 
   }
   return h;
 }
+/// The same hash of a NUL-terminated name. Device code reaches this overload for a string
+/// literal evaluated at run time: std::string_view's constructor measures the string with a
+/// host-only builtin, which must not be called from a GPU thread.
+RK_HOST_DEVICE constexpr TypeId type_id_of_name(const char* name) noexcept {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (; *name != '\0'; ++name) {
+    h ^= static_cast<unsigned char>(*name);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
 
 /// Unique message identifier. generate() is process-unique and never 0.
 struct MessageId {

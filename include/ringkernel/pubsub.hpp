@@ -74,6 +74,9 @@ using SubscriptionId = std::uint64_t;
 
 /// Topic id of a topic name; usable in handlers as a compile-time constant.
 RK_HOST_DEVICE constexpr TopicId topic_id(std::string_view name) noexcept { return type_id_of_name(name); }
+/// For string literals (the usual case in handlers): safe to evaluate at run time in device
+/// code, where the std::string_view overload is not (see type_id_of_name(const char*)).
+RK_HOST_DEVICE constexpr TopicId topic_id(const char* name) noexcept { return type_id_of_name(name); }
 
 /// A validated subscription pattern.
 class TopicPattern {

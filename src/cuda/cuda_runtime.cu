@@ -196,18 +196,24 @@ class CudaKernel final : public KernelBackend {
 
   RouteTable* routes() const noexcept { return routes_; }
   /// Hands the kernel's device publishes to the broker; returns how many (pump thread).
+  /// A publish the broker refuses for backpressure (a full subscription) stays in the ring
+  /// and is offered again on the next pass, so a slow subscriber fills the ring and the
+  /// kernel's ctx.publish sees QueueFull: nothing is lost. Unroutable publishes (no such
+  /// topic, wrong type) are counted by the broker and released.
   std::uint32_t pump_publishes() noexcept {
     const std::uint32_t n = publish_.available(64);
-    for (std::uint32_t i = 0; i < n; ++i) {
+    std::uint32_t i = 0;
+    for (; i < n; ++i) {
       const std::byte* slot = publish_.slot(i);
       Envelope env;
       std::memcpy(&env, slot, sizeof env);
-      if (core_.broker)
-        (void)core_.broker->publish_from_kernel(env.correlation_id, env.type_id, slot + sizeof env, env.payload_size,
-                                                env.timestamp, core_.slot);
+      if (!core_.broker) continue;
+      const Status s = core_.broker->publish_from_kernel(env.correlation_id, env.type_id, slot + sizeof env,
+                                                         env.payload_size, env.timestamp, core_.slot);
+      if (s == Status::QueueFull) break;
     }
-    if (n) publish_.release(n);
-    return n;
+    if (i) publish_.release(i);
+    return i;
   }
   std::uint32_t k2k_slot_size() const noexcept { return k2k_slot_size_; }
   std::vector<RingIndices*> inbound_rings;  // device memory; closed when this kernel goes

@@ -309,17 +309,19 @@ Result<VkPipeline> DeviceContext::pipeline(const PipelineKey& key) {
   return p;
 }
 
-std::optional<QueueSlot> DeviceContext::acquire_queue() {
+std::optional<QueueSlot> DeviceContext::acquire_queue(std::uint32_t limit) {
   std::lock_guard lock(mutex_);
-  if (free_queues_.empty()) return std::nullopt;
+  if (free_queues_.empty() || in_use_ >= limit) return std::nullopt;
   QueueSlot q = free_queues_.back();
   free_queues_.pop_back();
+  ++in_use_;
   return q;
 }
 
 void DeviceContext::release_queue(const QueueSlot& q) {
   std::lock_guard lock(mutex_);
   free_queues_.push_back(q);
+  --in_use_;
 }
 
 }  // namespace ringkernel::vulkan::detail

@@ -98,8 +98,10 @@ class DeviceContext {
   /// The queue tick dispatches go to (guarded by the ticker; see tick_mutex).
   const QueueSlot& tick_queue() const noexcept { return tick_queue_; }
   /// A queue of its own for a persistent dispatch, if one is left.
-  std::optional<QueueSlot> acquire_queue();
+  /// A queue of its own for a persistent dispatch, while fewer than `limit` are taken.
+  std::optional<QueueSlot> acquire_queue(std::uint32_t limit);
   void release_queue(const QueueSlot& q);
+  std::uint32_t queues_in_use() const noexcept { return in_use_; }
   std::uint32_t queue_count() const noexcept { return static_cast<std::uint32_t>(all_queues_.size()); }
 
   /// Set once the device reports VK_ERROR_DEVICE_LOST; nothing runs on it any more.
@@ -117,6 +119,7 @@ class DeviceContext {
   QueueSlot tick_queue_;
   std::mutex mutex_;  // guards free_queues_, modules_, pipelines_
   std::vector<QueueSlot> free_queues_;
+  std::uint32_t in_use_ = 0;  // queues handed to persistent dispatches
   std::map<const SpirvBlob*, VkShaderModule> modules_;
   std::map<PipelineKey, VkPipeline> pipelines_;
 };

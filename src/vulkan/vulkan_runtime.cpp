@@ -403,15 +403,17 @@ Result<void> VulkanKernel::init(VulkanRuntime& rt, const KernelInfo& info, const
   mode_ = opt.dispatch;
   if (mode_ != DispatchMode::Tick) {
     std::optional<QueueSlot> q;
-    if (mode_ == DispatchMode::Persistent || !phys.is_cpu) q = ctx_->acquire_queue();
+    if (mode_ == DispatchMode::Persistent || !phys.is_cpu) q = ctx_->acquire_queue(opt.max_persistent);
     if (q) {
       queue_ = *q;
       owns_queue_ = true;
       mode_ = DispatchMode::Persistent;
     } else if (mode_ == DispatchMode::Persistent) {
       return Error(ErrorCode::LaunchFailed,
-                   "no compute queue is left for a persistent dispatch (" + std::to_string(ctx_->queue_count()) +
-                       " queue(s), one kept for tick dispatches); use vulkan::DispatchMode::Auto or Tick");
+                   "no compute queue is left for a persistent dispatch: " + std::to_string(ctx_->queues_in_use()) +
+                       " run already (the device has " + std::to_string(ctx_->queue_count()) +
+                       " queue(s), one kept for tick dispatches; vulkan::Options::max_persistent is " +
+                       std::to_string(opt.max_persistent) + "); use vulkan::DispatchMode::Auto or Tick");
     } else {
       mode_ = DispatchMode::Tick;
     }

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "showcase.hpp"
 #include "test_kernels.hpp"
 #include <ringkernel/pubsub.hpp>
 
@@ -383,6 +384,114 @@ TEST_P(BackendTest, a_kernel_publishes_to_a_host_subscriber_in_order) {
     EXPECT_EQ(o.x, i);
     EXPECT_EQ(d->source, k.slot() + 1);
   }
+}
+
+// ---- the showcase's actors: alert publishing from a kernel, and the whole pipeline ----------
+
+namespace {
+/// Registers the showcase's 16 alert topics (every alert's topic must exist before a publish).
+void register_alert_topics(Broker& b) {
+  for (std::uint32_t s = 0; s < showcase::kSeverityCount; ++s)
+    for (std::uint32_t r = 0; r < showcase::kRuleCount; ++r) {
+      const std::string name = std::string("alerts/") + showcase::severity_name(s) + "/" + showcase::rule_name(r);
+      ASSERT_EQ(b.topic<showcase::Alert>(name).value(), showcase::alert_topic(s, r));
+    }
+}
+}  // namespace
+
+TEST_P(BackendTest, showcase_alerter_publishes_each_alert_event_sent_to_it) {
+  Broker& b = rt_->broker();
+  register_alert_topics(b);
+  const SubscriptionId sub = b.subscribe("alerts/#").value();
+  KernelHandle alerter = launch("showcase.alerter", LaunchOptions{.block_size = 1});
+  constexpr std::uint32_t kN = 12;
+  for (std::uint32_t i = 0; i < kN; ++i) {
+    showcase::AlertEvent e{};
+    e.txn_id = 100 + i;
+    e.amount_cents = 1'000'000 + i;
+    e.account = 7;  // one account: its 5th and later alerts are escalated to critical
+    e.rule = showcase::kRuleAmount;
+    e.severity = showcase::kMedium;
+    ASSERT_TRUE(alerter.send(e).ok());
+  }
+  for (std::uint32_t i = 0; i < kN; ++i) {
+    auto d = b.receive(sub, 5s);
+    ASSERT_TRUE(d.ok()) << "alert " << i << ": " << d.error().what();
+    showcase::Alert a{};
+    ASSERT_TRUE(d->get(a));
+    EXPECT_EQ(a.alert_id, i + 1);
+    EXPECT_EQ(a.txn_id, 100 + i);
+    EXPECT_EQ(a.account_alerts, i + 1);
+    EXPECT_EQ(a.severity, i + 1 >= showcase::kEscalateAfter ? showcase::kCritical : showcase::kMedium);
+    EXPECT_EQ(d->topic, showcase::alert_topic(a.severity, a.rule));
+  }
+}
+
+TEST_P(BackendTest, showcase_pipeline_reports_every_alert_the_reference_finds) {
+  using namespace showcase;
+  Broker& b = rt_->broker();
+  register_alert_topics(b);
+  const SubscriptionId sub = b.subscribe("alerts/#", SubscribeOptions{.capacity = 4096}).value();
+  LaunchOptions lo{.block_size = 1, .enable_k2k = true};
+  lo.kernel_id = "ingest";
+  KernelHandle ingest = launch("showcase.ingest", lo);
+  std::vector<KernelHandle> rules;
+  for (int s = 0; s < 2; ++s) {
+    lo.kernel_id = "rules/" + std::to_string(s);
+    rules.push_back(launch("showcase.rules", lo));
+  }
+  lo.kernel_id = "alerter";
+  KernelHandle alerter = launch("showcase.alerter", lo);
+  for (KernelHandle& r : rules) {
+    ASSERT_TRUE(rt_->connect(ingest, r).ok());
+    ASSERT_TRUE(rt_->connect(r, alerter).ok());
+  }
+  // 8 accounts, a transaction every 10 s of event time per account: velocity fires from
+  // each account's 5th transaction on; every 7th is a large amount.
+  constexpr std::uint32_t kN = 160;
+  std::vector<Transaction> txns(kN);
+  std::vector<AccountState> ref(8);
+  std::uint64_t expected_alerts = 0;
+  for (std::uint32_t i = 0; i < kN; ++i) {
+    Transaction& t = txns[i];
+    t = Transaction{};
+    t.id = i;
+    t.account = i % 8;
+    t.event_time_ms = 1'000'000 + std::uint64_t{i / 8} * 10'000;
+    t.amount_minor = i % 7 == 0 ? 2'000'000 : 5'000 + i;
+    t.channel = kOnline;
+    ScoredTxn s{};
+    s.id = t.id;
+    s.event_time_ms = t.event_time_ms;
+    s.amount_cents = usd_cents(t.amount_minor, t.currency);
+    s.account = t.account;
+    s.channel = t.channel;
+    std::uint16_t sev[kRuleCount] = {};
+    expected_alerts += static_cast<std::uint64_t>(std::popcount(check_rules(ref[t.account], s, sev)));
+  }
+  ASSERT_GT(expected_alerts, 100u);
+  for (const Transaction& t : txns) ASSERT_TRUE(ingest.send(t).ok());
+  std::uint64_t verdicts = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (verdicts < kN && std::chrono::steady_clock::now() < deadline) {
+    Verdict v{};
+    for (KernelHandle& r : rules)
+      while (r.try_receive(v) == Status::Ok) ++verdicts;
+  }
+  EXPECT_EQ(verdicts, kN);
+  std::vector<std::uint64_t> ids;
+  for (std::uint64_t i = 0; i < expected_alerts; ++i) {
+    auto d = b.receive(sub, 5s);
+    ASSERT_TRUE(d.ok()) << "alert " << i << " of " << expected_alerts << ": " << d.error().what()
+                        << " (alerter processed " << alerter.metrics().telemetry.raw.messages_processed
+                        << ", rules sent " << rules[0].metrics().telemetry.raw.k2k_sent << " + "
+                        << rules[1].metrics().telemetry.raw.k2k_sent << ")";
+    Alert a{};
+    ASSERT_TRUE(d->get(a));
+    ids.push_back(a.alert_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  for (std::uint64_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], i + 1);  // numbered without gaps
 }
 
 // ---- bad input -------------------------------------------------------------------------

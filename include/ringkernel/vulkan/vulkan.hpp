@@ -62,6 +62,11 @@ struct Options {
   /// limit elsewhere. (Mesa's lavapipe ends every loop of a dispatch once all its loops
   /// together ran 65535 iterations: keep messages x handler loop iterations below that.)
   std::uint32_t tick_messages = 0;
+  /// Persistent dispatches running at once on one device (each spins on a queue of its
+  /// own); under Auto, kernels launched beyond this run tick dispatches. On the NVIDIA H100
+  /// driver, two dozen spinning dispatches on separate queues made the device report
+  /// VK_ERROR_DEVICE_LOST, while 8 ran without fault.
+  std::uint32_t max_persistent = 8;
 };
 void set_options(const Options& o) noexcept;
 Options options() noexcept;
