@@ -93,7 +93,33 @@ struct K2KCountSink {
 };
 }  // namespace bench
 
+namespace bench {
+/// An actor pool's message and State (create / restart latency).
+struct PoolReq {
+  std::uint32_t actor;
+  std::uint32_t reserved;
+  std::uint64_t value;
+};
+RK_MESSAGE(PoolReq, "bench.PoolReq", actor, reserved, value);
+struct PoolState {
+  std::uint64_t total;
+  std::uint64_t history[7];
+};
+RK_GPU_TYPE(PoolState, total, history);
+struct PoolActor {
+  using Request = PoolReq;
+  using Response = Resp16;
+  using State = PoolState;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, PoolState& s, const PoolReq& in, Resp16& out) const {
+    if (ctx.thread_id() != 0) return false;
+    s.total += in.value;
+    out = Resp16{ctx.actor_index(), s.total};
+    return true;
+  }
+};
+}  // namespace bench
 RK_KERNEL("bench.echo16", bench::Echo16);
+RK_KERNEL("bench.pool", bench::PoolActor);
 RK_KERNEL("bench.k2k_source", bench::K2KSource);
 RK_KERNEL("bench.k2k_latency_sink", bench::K2KLatencySink);
 RK_KERNEL("bench.k2k_count_sink", bench::K2KCountSink);
@@ -211,7 +237,8 @@ void bench_one_message(RingKernel& rt, int iters) {
 }
 
 /// Streaming through the batch API: per kernel a producer and a consumer thread.
-double bench_streaming(RingKernel& rt, int kernels, std::uint64_t per_kernel, bool batched) {
+double bench_streaming(RingKernel& rt, int kernels, std::uint64_t per_kernel, bool batched,
+                       TelemetryPipeline* telemetry = nullptr) {
   std::vector<KernelHandle> ks;
   for (int i = 0; i < kernels; ++i)
     ks.push_back(rt.launch("bench.echo16", LaunchOptions{.mode = KernelMode::Parallel, .block_size = 512,
@@ -219,6 +246,8 @@ double bench_streaming(RingKernel& rt, int kernels, std::uint64_t per_kernel, bo
                                                          .output_queue_capacity = 1u << 16,
                                                          .kernel_id = "stream" + std::to_string(i)})
                      .value());
+  if (telemetry)
+    for (auto& k : ks) telemetry->watch(k);
   std::atomic<int> go{0};
   std::vector<std::thread> threads;
   std::vector<std::uint64_t> checks(kernels, 0);
@@ -261,6 +290,8 @@ double bench_streaming(RingKernel& rt, int kernels, std::uint64_t per_kernel, bo
       std::fprintf(stderr, "streaming checksum mismatch on kernel %d\n", i);
       std::exit(1);
     }
+  if (telemetry)
+    for (auto& k : ks) telemetry->unwatch(k);
   for (auto& k : ks) k.terminate().value();
   return double(per_kernel) * kernels / secs;
 }
@@ -311,6 +342,67 @@ void bench_k2k(RingKernel& rt, int hops, int pairs, std::uint64_t per_pair) {
       fmt("%.1f M msg/s", double(per_thread * 256 * pairs) / secs / 1e6));
 }
 
+/// Actor pool: host-observed latency of creating / restarting an actor inside the running
+/// kernel (spawn_actor / restart_actor return once the kernel acknowledged), and a message
+/// round trip to a pool actor beside one to a plain kernel (the pool's poller also watches
+/// the command word).
+void bench_actor_pool(RingKernel& rt, int iters) {
+  auto pool = rt.launch("bench.pool", LaunchOptions{.block_size = 32, .actor_slots = 1024}).value();
+  std::vector<double> spawn, restart, destroy, msg;
+  for (int i = -100; i < iters; ++i) {
+    auto t0 = Clock::now();
+    const ActorRef a = pool.spawn_actor().value();
+    const double s_us = us_since(t0);
+    t0 = Clock::now();
+    const ActorRef b = pool.restart_actor(a).value();
+    const double r_us = us_since(t0);
+    t0 = Clock::now();
+    if (pool.try_send(bench::PoolReq{b.index, 0, 3}) != Status::Ok) std::abort();
+    bench::Resp16 out{};
+    while (pool.try_receive(out) != Status::Ok) {
+    }
+    const double m_us = us_since(t0);
+    if (out.a != b.index || out.b != 3) {
+      std::fprintf(stderr, "actor pool: wrong reply (actor %llu total %llu)\n", (unsigned long long)out.a,
+                   (unsigned long long)out.b);
+      std::exit(1);
+    }
+    t0 = Clock::now();
+    pool.destroy_actor(b).value();
+    const double d_us = us_since(t0);
+    if (i >= 0) {
+      spawn.push_back(s_us);
+      restart.push_back(r_us);
+      msg.push_back(m_us);
+      destroy.push_back(d_us);
+    }
+  }
+  pool.terminate().value();
+  const Percentiles s = percentiles(spawn), r = percentiles(restart), d = percentiles(destroy), m = percentiles(msg);
+  row("e. actor pool: create an actor in a running kernel", fmt("p50 %.2f us  p99 %.2f us", s.p50, s.p99));
+  row("e. actor pool: restart an actor (fresh State)", fmt("p50 %.2f us  p99 %.2f us", r.p50, r.p99));
+  row("e. actor pool: destroy an actor", fmt("p50 %.2f us  p99 %.2f us", d.p50, d.p99));
+  row("e. actor pool: message round trip to a pool actor", fmt("p50 %.2f us  p99 %.2f us", m.p50, m.p99));
+}
+
+/// Streaming with a TelemetryPipeline sampling every kernel each millisecond vs without
+/// (the device-side TelemetryBuffer is always kept); alternated, median of 3 each.
+void bench_telemetry_cost(RingKernel& rt, std::uint64_t per_kernel) {
+  TelemetryPipeline tp({.interval = std::chrono::milliseconds(1)});
+  tp.start().value();
+  std::vector<double> off, on;
+  for (int rep = 0; rep < 3; ++rep) {
+    off.push_back(bench_streaming(rt, 4, per_kernel, true, nullptr));
+    on.push_back(bench_streaming(rt, 4, per_kernel, true, &tp));
+  }
+  tp.stop();
+  std::sort(off.begin(), off.end());
+  std::sort(on.begin(), on.end());
+  row("f. streaming, 4 kernels, no telemetry pipeline", fmt("%.1f M msg/s (median of 3)", off[1] / 1e6));
+  row("f. streaming, 4 kernels, pipeline sampling every 1 ms", fmt("%.1f M msg/s (median of 3)", on[1] / 1e6));
+  row("f. telemetry cost", fmt("%.1f %% of throughput", (off[1] - on[1]) / off[1] * 100.0));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -333,6 +425,8 @@ int main(int argc, char** argv) {
   row("b. streaming 16 B, one message per send, 4 kernels",
       fmt("%.1f M msg/s", bench_streaming(rt, 4, quick ? 200'000 : 1'000'000, false) / 1e6));
   bench_k2k(rt, quick ? 2000 : 20000, 8, quick ? 1u << 20 : 1u << 23);
+  bench_actor_pool(rt, quick ? 1000 : 5000);
+  bench_telemetry_cost(rt, quick ? 1'000'000 : 5'000'000);
   std::printf("\n==== summary (%s) ====\n", a.device.c_str());
   for (const auto& r : rows) std::printf("%s\n", r.c_str());
   return 0;

@@ -203,6 +203,9 @@ class RingContext {
   RK_HOST_DEVICE std::uint64_t correlation_id() const noexcept { return msg_corr_; }
   /// Who sent the message: 0 = the host, otherwise the sending kernel's slot + 1.
   RK_HOST_DEVICE std::uint32_t message_source() const noexcept { return msg_source_; }
+  /// In an actor pool (LaunchOptions::actor_slots): the index of the actor handling this
+  /// message (its Request's `actor` field), whose State the handler was given. ~0u elsewhere.
+  RK_HOST_DEVICE std::uint32_t actor_index() const noexcept { return actor_; }
 
   // -- kernel-to-kernel messaging -------------------------------------------------------
   /// Sends `msg` to the kernel with numeric id `dest` over a route the runtime set up.
@@ -264,6 +267,7 @@ class RingContext {
     batch_index_ = batch_index;
   }
   RK_HOST_DEVICE void set_thread(std::uint32_t t) noexcept { thread_ = t; }
+  RK_HOST_DEVICE void set_actor(std::uint32_t a) noexcept { actor_ = a; }
   detail::CpuExec* cpu_ = nullptr;          // CPU backend (host pass)
   const detail::DeviceKernel* device_ = nullptr;  // CUDA backend (device pass)
   void* device_block_ = nullptr;            // CUDA backend: the block's shared bookkeeping
@@ -284,6 +288,7 @@ class RingContext {
   std::uint64_t msg_corr_ = 0;
   std::uint32_t msg_source_ = 0;
   std::uint32_t batch_index_ = 0;
+  std::uint32_t actor_ = ~0u;
 };
 
 }  // namespace ringkernel

@@ -75,6 +75,19 @@ struct HandlerTraits {
   using Response = detail::response_or_none<H>;
   using State = typename detail::state_of<H>::type;
   static constexpr bool has_response = !std::is_void_v<typename H::Response>;
+  /// Whether messages name an actor of a pool: Request has a `std::uint32_t actor` field.
+  static constexpr bool addressable = requires(const Request& r) {
+    requires std::is_same_v<decltype(r.actor), std::uint32_t>;
+  };
+  /// The actor a message is for (addressable requests; 0 otherwise).
+  RK_HOST_DEVICE static std::uint32_t actor_of(const Request& r) {
+    if constexpr (addressable) {
+      return r.actor;
+    } else {
+      (void)r;
+      return 0;
+    }
+  }
 
   /// Calls the handler; true when it produced a response.
   RK_HOST_DEVICE static bool invoke(const H& h, RingContext& ctx, State& s, const Request& in, Response& out) {
@@ -119,6 +132,8 @@ struct KernelInfo {
   detail::CpuProgramFactory cpu = nullptr;
   const detail::CudaProgram* cuda = nullptr;
   const detail::VulkanProgram* vulkan = nullptr;
+  /// Whether the Request has a `std::uint32_t actor` field (needed by actor pools).
+  bool actor_addressable = false;
 
   bool has_backend(Backend b) const noexcept {
     switch (b) {
@@ -166,4 +181,4 @@ int register_kernel(const KernelInfo& info) noexcept;
           sizeof(typename ::ringkernel::HandlerTraits<H>::Response),                                 \
           sizeof(typename ::ringkernel::HandlerTraits<H>::State),                                    \
           ::ringkernel::HandlerTraits<H>::has_response, &::ringkernel::detail::make_cpu_program<H>,  \
-          RK_DETAIL_CUDA_PROGRAM(H), nullptr})
+          RK_DETAIL_CUDA_PROGRAM(H), nullptr, ::ringkernel::HandlerTraits<H>::addressable})

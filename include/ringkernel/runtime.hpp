@@ -69,6 +69,11 @@ struct LaunchOptions {
   std::uint64_t tenant_id = 0;              ///< K2K sends across tenants are rejected
   K2KDelivery k2k_delivery = K2KDelivery::Handler;
   std::uint32_t k2k_queue_capacity = 1024;  ///< per-route ring capacity
+  /// 0: the kernel is one actor with one State. N > 0: an actor pool — the launch hosts up
+  /// to N actors, each with a State of its own, created, restarted and destroyed while the
+  /// kernel runs (KernelHandle::spawn_actor ...). The Request type then needs a
+  /// `std::uint32_t actor` field: each message goes to the actor it names. Actor mode only.
+  std::uint32_t actor_slots = 0;
   std::string kernel_id;                    ///< handle id; empty = the registered name
 };
 
@@ -101,6 +106,15 @@ struct KernelMetrics {
   std::uint64_t invalid_messages_rejected = 0;  ///< send_bytes() inputs refused
   std::uint64_t k2k_dead_letters = 0;
   std::uint64_t k2k_tenant_rejections = 0;
+};
+
+/// One actor of an actor pool (LaunchOptions::actor_slots): its index — what messages put
+/// in their Request's `actor` field — and the generation of that index (every spawn and
+/// restart makes a new one; a stale ActorRef is refused).
+struct ActorRef {
+  std::uint32_t index = 0;
+  std::uint32_t generation = 0;
+  friend bool operator==(const ActorRef&, const ActorRef&) = default;
 };
 
 namespace detail {
@@ -146,6 +160,9 @@ class SpinLock {
   std::atomic<bool> flag_{false};
 };
 
+/// Actor pool commands a backend carries out inside the running kernel.
+enum class ActorOp : std::uint32_t { Create = 1, Restart = 2, Destroy = 3 };
+
 /// The per-kernel operations a backend implements (not on the message path).
 class KernelBackend {
  public:
@@ -158,6 +175,13 @@ class KernelBackend {
   virtual Result<void> check_health() = 0;
   /// K2K counters of this kernel as a sender: dead letters and cross-tenant rejections.
   virtual void k2k_counters(std::uint64_t& dead_letters, std::uint64_t& tenant_rejections) const noexcept = 0;
+  /// Actor pools: runs `op` on actor `index` inside the kernel (Create/Restart: a fresh
+  /// State; Destroy: its messages become dead letters) and returns once the kernel has
+  /// done it. Errors: Timeout, KernelFaulted / KernelTerminated, NotImplemented.
+  virtual Result<void> actor_command(ActorOp op, std::uint32_t index, Duration timeout) {
+    (void)op, (void)index, (void)timeout;
+    return Error(ErrorCode::NotImplemented, "this backend has no actor pools");
+  }
 };
 
 class RuntimeCore;
@@ -193,9 +217,19 @@ class KernelCore {
   SpinLock recv_lock;
   RingConsumer<> consumer;
   std::deque<std::vector<std::byte>> stash;  ///< responses set aside by call(); recv_lock
+  /// The output ring lives in memory the host reads uncached (a GPU's BAR): slots are first
+  /// copied into `rx_scratch` (one slot, sized by the backend) with streaming loads, which
+  /// fetch a 64-byte line per bus read instead of one read per field.
+  bool output_uncached = false;
+  std::vector<std::byte> rx_scratch;
 
   std::atomic<KernelState> state{KernelState::Created};
   std::atomic<std::uint64_t> invalid_rejected{0};
+  // -- actor pool (options.actor_slots > 0) --
+  std::mutex actor_mutex;
+  std::vector<std::uint32_t> actor_generation;  ///< per index: 0 = free, else the live generation
+  std::uint32_t actor_generations = 0;          ///< generations handed out so far
+  Result<ActorRef> actor_op(ActorOp op, ActorRef ref, Duration timeout);
   std::mutex lifecycle_mutex;
   std::unique_ptr<KernelBackend> impl;
   RuntimeCore* runtime = nullptr;  ///< null once the runtime has shut down
@@ -257,6 +291,31 @@ class KernelHandle {
   Result<void> wait(Duration timeout = kDefaultTimeout);
   KernelStatus status() const;
   KernelMetrics metrics() const;
+
+  // -- actor pool (LaunchOptions::actor_slots > 0) ----------------------------------------
+  // Each returns once the running kernel has carried the command out: a message sent after
+  // spawn_actor() returns reaches the new actor. Messages naming an index with no live actor
+  // are dropped and counted (TelemetryBuffer::messages_dropped), never handled.
+  /// A new actor in a free index, with the handler's initial State. Errors: InvalidState
+  /// (not an actor pool, or every index taken), KernelTerminated / KernelFaulted, Timeout,
+  /// NotImplemented (a backend without actor pools).
+  Result<ActorRef> spawn_actor(Duration timeout = kDefaultTimeout) {
+    return core_->actor_op(detail::ActorOp::Create, ActorRef{}, timeout);
+  }
+  /// The actor starts over with the initial State, under a new generation (returned).
+  /// Errors: InvalidArgument (no live actor `a`: destroyed, or restarted since), and the
+  /// errors of spawn_actor().
+  Result<ActorRef> restart_actor(ActorRef a, Duration timeout = kDefaultTimeout) {
+    return core_->actor_op(detail::ActorOp::Restart, a, timeout);
+  }
+  /// Ends actor `a`; its index becomes free. Errors: as restart_actor().
+  Result<void> destroy_actor(ActorRef a, Duration timeout = kDefaultTimeout) {
+    auto r = core_->actor_op(detail::ActorOp::Destroy, a, timeout);
+    if (!r) return r.error();
+    return {};
+  }
+  /// The live actors, by index.
+  std::vector<ActorRef> actors() const;
 
   // -- sending --------------------------------------------------------------------------
   /// Never blocks: QueueFull is backpressure, nothing was written.

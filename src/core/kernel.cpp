@@ -1,5 +1,9 @@
 // KernelCore data path and KernelHandle: the host side of every backend's queues.
+#include <algorithm>
 #include <cstdio>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <cstring>
 #include <thread>
 
@@ -44,6 +48,23 @@ bool is_skip(const std::byte* cell) noexcept {
   return (static_cast<std::uint8_t>(cell[offsetof(Envelope, flags)]) & kSkipFlag) != 0;
 }
 
+/// Copies `bytes` (a multiple of 16, both 16-byte aligned) out of write-combining / uncached
+/// memory: MOVNTDQA fills a whole 64-byte line per bus read, and the loads of several lines
+/// are in flight together; plain loads would each make a bus round trip. Streaming load
+/// buffers are not snooped: call uncached_fence() after reading the ring's tail and before
+/// the first copy, so no line is served from a buffer filled before the device wrote it.
+#if defined(__x86_64__)
+void uncached_fence() noexcept { _mm_mfence(); }
+__attribute__((target("sse4.1"))) void copy_from_uncached(std::byte* dst, const std::byte* src, std::size_t bytes) noexcept {
+  const auto* s = reinterpret_cast<const __m128i*>(src);
+  auto* d = reinterpret_cast<__m128i*>(dst);
+  for (std::size_t i = 0; i < bytes / 16; ++i) _mm_store_si128(d + i, _mm_stream_load_si128(const_cast<__m128i*>(s + i)));
+}
+#else
+void uncached_fence() noexcept { std::atomic_thread_fence(std::memory_order_seq_cst); }
+void copy_from_uncached(std::byte* dst, const std::byte* src, std::size_t bytes) noexcept { std::memcpy(dst, src, bytes); }
+#endif
+
 /// Consumes "no response" markers at the head of the output ring (consumer lock held).
 void drop_skips(RingConsumer<>& c) noexcept {
   while (c.available(1) != 0 && is_skip(c.slot(0))) c.release(1);
@@ -84,6 +105,36 @@ Error KernelCore::dead_error() const {
                  err);
   }
   return Error(ErrorCode::KernelTerminated, "kernel '" + id.value + "' is terminated; nothing was sent");
+}
+
+Result<ActorRef> KernelCore::actor_op(ActorOp op, ActorRef ref, Duration timeout) {
+  if (options.actor_slots == 0)
+    return Error(ErrorCode::InvalidState, "kernel '" + id.value + "' is not an actor pool (LaunchOptions::actor_slots is 0)");
+  const KernelState s = state.load(std::memory_order_acquire);
+  if (!accepts_messages(s) || load_acquire(&control->has_terminated) != 0) return dead_error();
+  // One command at a time per kernel: the backends have one command word.
+  std::lock_guard lock(actor_mutex);
+  if (actor_generation.size() != options.actor_slots) actor_generation.assign(options.actor_slots, 0);
+  std::uint32_t index = ref.index;
+  if (op == ActorOp::Create) {
+    auto it = std::find(actor_generation.begin(), actor_generation.end(), 0u);
+    if (it == actor_generation.end())
+      return Error(ErrorCode::InvalidState, "actor pool '" + id.value + "' is full: all " +
+                                                std::to_string(options.actor_slots) + " actors are alive");
+    index = static_cast<std::uint32_t>(it - actor_generation.begin());
+  } else if (index >= actor_generation.size() || actor_generation[index] == 0 ||
+             actor_generation[index] != ref.generation) {
+    return Error(ErrorCode::InvalidArgument, "actor pool '" + id.value + "' has no live actor " + std::to_string(index) +
+                                                 " of generation " + std::to_string(ref.generation) +
+                                                 " (destroyed, or restarted since)");
+  }
+  if (auto r = impl->actor_command(op, index, timeout); !r) return r.error();
+  if (op == ActorOp::Destroy) {
+    actor_generation[index] = 0;
+    return ActorRef{index, 0};
+  }
+  actor_generation[index] = ++actor_generations;
+  return ActorRef{index, actor_generation[index]};
 }
 
 Result<void> KernelCore::check_send(TypeId type, std::uint32_t size) const {
@@ -169,6 +220,11 @@ Status KernelCore::try_receive_raw(TypeId type, void* out, std::uint32_t size, E
     return Status::QueueEmpty;
   }
   const std::byte* cell = consumer.slot(0);
+  if (output_uncached) {
+    uncached_fence();
+    copy_from_uncached(rx_scratch.data(), cell, (sizeof(Envelope) + size + 15) & ~std::size_t{15});
+    cell = rx_scratch.data();
+  }
   Envelope env;
   std::memcpy(&env, cell, sizeof env);
   std::memcpy(out, cell + sizeof env, size);
@@ -193,8 +249,14 @@ std::size_t KernelCore::try_receive_batch_raw(TypeId type, std::byte* out, std::
   if (n == 0) return done;
   HlcTimestamp last{};
   std::size_t copied = 0;
+  const std::size_t used = (sizeof(Envelope) + size + 15) & ~std::size_t{15};
+  if (output_uncached) uncached_fence();
   for (std::uint32_t i = 0; i < n; ++i) {
     const std::byte* cell = consumer.slot(i);
+    if (output_uncached) {
+      copy_from_uncached(rx_scratch.data(), cell, used);
+      cell = rx_scratch.data();
+    }
     if (is_skip(cell)) continue;
     std::memcpy(out + (done + copied) * size, cell + sizeof(Envelope), size);
     std::memcpy(&last, cell + offsetof(Envelope, timestamp), sizeof last);
@@ -476,6 +538,14 @@ KernelStatus KernelHandle::status() const {
   h.node_id = load_relaxed(&core_->control->hlc.node_id);
   st.hlc = h;
   return st;
+}
+
+std::vector<ActorRef> KernelHandle::actors() const {
+  std::lock_guard lock(core_->actor_mutex);
+  std::vector<ActorRef> out;
+  for (std::uint32_t i = 0; i < core_->actor_generation.size(); ++i)
+    if (core_->actor_generation[i] != 0) out.push_back(ActorRef{i, core_->actor_generation[i]});
+  return out;
 }
 
 KernelMetrics KernelHandle::metrics() const {

@@ -33,6 +33,7 @@ int detail::register_kernel(const KernelInfo& info) noexcept {
       if (!k.cpu) k.cpu = info.cpu;
       if (!k.cuda) k.cuda = info.cuda;
       if (!k.vulkan) k.vulkan = info.vulkan;
+      k.actor_addressable = k.actor_addressable || info.actor_addressable;
       return 0;
     }
   }

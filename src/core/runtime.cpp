@@ -91,6 +91,17 @@ Result<KernelHandle> RuntimeCore::launch(std::string_view name, const LaunchOpti
                  "actor mode runs one actor per launch on one block (grid_size 1); use parallel mode to spread "
                  "messages over several blocks");
 
+  if (opt.actor_slots != 0) {
+    if (!info->actor_addressable)
+      return Error(ErrorCode::InvalidArgument,
+                   "kernel '" + std::string(name) + "' cannot host an actor pool: its request type " +
+                       std::string(info->request_name) +
+                       " has no `std::uint32_t actor` field to say which actor a message is for");
+    if (opt.mode != KernelMode::Actor)
+      return Error(ErrorCode::InvalidArgument, "actor pools run in actor mode (LaunchOptions::mode)");
+    if (opt.actor_slots > (1u << 20))
+      return Error(ErrorCode::InvalidArgument, "actor_slots " + std::to_string(opt.actor_slots) + " exceeds 1048576");
+  }
   auto backend = choose_backend(*info);
   if (!backend) return backend.error();
   auto rt = runtime_for(*backend);

@@ -57,6 +57,7 @@ class CpuKernel final : public KernelBackend {
     dead = dead_letters_.load(std::memory_order_relaxed);
     rejected = tenant_rejections_.load(std::memory_order_relaxed);
   }
+  Result<void> actor_command(ActorOp op, std::uint32_t index, Duration timeout) override;
 
   // Kernel-thread side, called through RingContext.
   Status k2k_send(std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr) noexcept;
@@ -86,6 +87,7 @@ class CpuKernel final : public KernelBackend {
   void loop() noexcept;
   bool has_work() const noexcept;
   void publish_telemetry() noexcept;
+  void run_actor_command() noexcept;
 
   CpuRuntime& rt_;
   KernelCore& core_;
@@ -106,6 +108,14 @@ class CpuKernel final : public KernelBackend {
   std::uint32_t next_inbound_ = 0;
   std::atomic<std::uint64_t> dead_letters_{0};
   std::atomic<std::uint64_t> tenant_rejections_{0};
+
+  // Actor pool commands: the host writes (seq << 32 | op << 24 | index), the kernel thread
+  // carries it out between batches and stores seq into the ack word.
+  std::atomic<std::uint64_t> actor_cmd_{0};
+  std::atomic<std::uint64_t> actor_ack_{0};
+  std::uint64_t actor_seq_ = 0;       // host side (under KernelCore::actor_mutex)
+  std::uint64_t actor_last_cmd_ = 0;  // kernel thread
+  std::unique_ptr<std::uint8_t[]> actor_alive_;
 
   std::thread thread_;
   std::atomic<bool> thread_exited_{false};
@@ -187,9 +197,11 @@ CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgra
   in_slots_ = make_aligned_bytes(std::size_t{o.input_queue_capacity} * in_slot, 64);
   out_idx_ = make_aligned_bytes(sizeof(RingIndices), kIndexAlign);
   out_slots_ = make_aligned_bytes(std::size_t{o.output_queue_capacity} * out_slot, 64);
-  state_mem_ = make_aligned_bytes(std::max<std::uint32_t>(program_->state_size(), 8), std::max<std::uint32_t>(program_->state_align(), 64));
+  const std::size_t actors = std::max<std::uint32_t>(o.actor_slots, 1);
+  state_mem_ = make_aligned_bytes(actors * program_->state_size() + 8, std::max<std::uint32_t>(program_->state_align(), 64));
   if (o.shared_memory_size) shared_mem_ = make_aligned_bytes(o.shared_memory_size, 64);
-  program_->init_state(state_mem_.get());
+  program_->init_state(state_mem_.get());  // an actor pool initialises each actor's State when it is created
+  if (o.actor_slots != 0) actor_alive_ = std::make_unique<std::uint8_t[]>(o.actor_slots);
 
   auto* control = reinterpret_cast<ControlBlock*>(control_mem_.get());
   control->input_capacity = o.input_queue_capacity;
@@ -223,6 +235,42 @@ CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgra
   exec.team = team_.get();
   exec.clock = &clock_;
   exec.runtime_private = this;
+  exec.actor_slots = o.actor_slots;
+  exec.state_stride = program_->state_size();
+  exec.actor_alive = actor_alive_.get();
+}
+
+Result<void> CpuKernel::actor_command(ActorOp op, std::uint32_t index, Duration timeout) {
+  const std::uint64_t seq = ++actor_seq_;
+  actor_cmd_.store(seq << 32 | std::uint64_t{static_cast<std::uint32_t>(op)} << 24 | index, std::memory_order_release);
+  bell.ring();  // a parked kernel wakes up for it
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (std::uint32_t spins = 0;; ++spins) {
+    if (actor_ack_.load(std::memory_order_acquire) >= seq) return {};
+    if (thread_exited_.load(std::memory_order_acquire)) return core_.dead_error();
+    if (spins > 1000) {
+      if (std::chrono::steady_clock::now() >= deadline)
+        return Error(ErrorCode::Timeout, "kernel '" + core_.id.value + "' did not carry out the actor command in time");
+      std::this_thread::yield();
+    }
+  }
+}
+
+void CpuKernel::run_actor_command() noexcept {
+  const std::uint64_t cmd = actor_cmd_.load(std::memory_order_acquire);  // pairs with actor_command()
+  if (cmd == actor_last_cmd_) return;
+  actor_last_cmd_ = cmd;
+  const auto op = static_cast<ActorOp>((cmd >> 24) & 0xffu);
+  const std::uint32_t index = static_cast<std::uint32_t>(cmd & 0xffffffu);
+  if (index < exec.actor_slots) {
+    if (op == ActorOp::Destroy) {
+      actor_alive_[index] = 0;
+    } else {
+      program_->init_state(state_mem_.get() + index * exec.state_stride);
+      actor_alive_[index] = 1;
+    }
+  }
+  actor_ack_.store(cmd >> 32, std::memory_order_release);
 }
 
 CpuKernel::~CpuKernel() {
@@ -398,7 +446,8 @@ bool CpuKernel::has_work() const noexcept {
     }
   }
   return load_acquire(&exec.control->should_terminate) != 0 ||
-         load_acquire(&exec.control->is_active) != load_acquire(&exec.control->acked_active);
+         load_acquire(&exec.control->is_active) != load_acquire(&exec.control->acked_active) ||
+         actor_cmd_.load(std::memory_order_acquire) != actor_last_cmd_;
 }
 
 void CpuKernel::publish_telemetry() noexcept {
@@ -430,13 +479,17 @@ void CpuKernel::loop() noexcept {
   std::uint64_t beats = 0;
   while (load_acquire(&c->should_terminate) == 0 && exec.fault == 0 && !exec.terminate_requested) {
     store_relaxed(&c->heartbeat, ++beats);
+    if (exec.actor_slots != 0) run_actor_command();
     const std::uint32_t active = load_acquire(&c->is_active);  // pairs with activate()/deactivate()
     if (active != acked) {
       acked = active;
       store_release(&c->acked_active, acked);
     }
     if (!active) {
-      bell.wait([&] { return load_acquire(&c->is_active) != 0 || load_acquire(&c->should_terminate) != 0; }, kParkTimeout);
+      bell.wait([&] {
+        return load_acquire(&c->is_active) != 0 || load_acquire(&c->should_terminate) != 0 ||
+               actor_cmd_.load(std::memory_order_acquire) != actor_last_cmd_;
+      }, kParkTimeout);
       continue;
     }
     bool worked = false;

@@ -189,6 +189,7 @@ class CudaKernel final : public KernelBackend {
   Result<void> start() override;
   Result<void> stop(Duration timeout) override;
   Result<void> check_health() override;
+  Result<void> actor_command(ActorOp op, std::uint32_t index, Duration timeout) override;
   void k2k_counters(std::uint64_t& dead, std::uint64_t& rejected) const noexcept override {
     dead = load_relaxed(&counters_->dead_letters);
     rejected = load_relaxed(&counters_->tenant_rejections);
@@ -230,6 +231,10 @@ class CudaKernel final : public KernelBackend {
   DeviceKernel* dk_ = nullptr;
   DeviceWork* work_ = nullptr;
   void* state_ = nullptr;
+  std::uint32_t* actor_alive_ = nullptr;  // device, actor pools
+  void* initial_state_ = nullptr;         // device, actor pools
+  ActorMailbox* mailbox_ = nullptr;       // mapped (host address)
+  std::uint64_t actor_seq_ = 0;
   RouteTable* routes_ = nullptr;
   DeviceCounters* counters_ = nullptr;
   RingConsumer<> publish_;
@@ -390,6 +395,7 @@ Result<void> CudaKernel::allocate() {
   const std::uint32_t pub_slot = slot_size_for(kPublishMaxPayload);
   const std::size_t off_pub_idx = off; off = align(off + sizeof(RingIndices), 128);
   const std::size_t off_pub = off; off = align(off + std::size_t{kPublishCapacity} * pub_slot, 128);
+  const std::size_t off_mailbox = off; off = align(off + sizeof(ActorMailbox), 128);
   mapped_size_ = off;
   void* m = nullptr;
   RK_CUDA_TRY(cudaHostAlloc(&m, mapped_size_, cudaHostAllocMapped | cudaHostAllocPortable), ErrorCode::OutOfMemory,
@@ -430,8 +436,18 @@ Result<void> CudaKernel::allocate() {
               "cudaMalloc (kernel description)");
   RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&work_), sizeof(DeviceWork)), ErrorCode::OutOfMemory,
               "cudaMalloc (kernel work words)");
-  RK_CUDA_TRY(cudaMalloc(&state_, std::max<std::uint32_t>(program_.state_size, 8)), ErrorCode::OutOfMemory,
-              "cudaMalloc (kernel state)");
+  const std::size_t actors = std::max<std::uint32_t>(o.actor_slots, 1);
+  RK_CUDA_TRY(cudaMalloc(&state_, std::max<std::size_t>(actors * program_.state_size, 8)), ErrorCode::OutOfMemory,
+              "cudaMalloc (kernel state: " + std::to_string(actors) + " x " + std::to_string(program_.state_size) + " bytes)");
+  if (o.actor_slots != 0) {
+    RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&actor_alive_), std::size_t{o.actor_slots} * 4), ErrorCode::OutOfMemory,
+                "cudaMalloc (actor table)");
+    RK_CUDA_TRY(cudaMalloc(&initial_state_, std::max<std::uint32_t>(program_.state_size, 8)), ErrorCode::OutOfMemory,
+                "cudaMalloc (initial actor state)");
+    RK_CUDA_TRY(cudaMemsetAsync(actor_alive_, 0, std::size_t{o.actor_slots} * 4, s), ErrorCode::BackendError,
+                "actor table reset");
+  }
+  mailbox_ = reinterpret_cast<ActorMailbox*>(host_at(off_mailbox));
   std::vector<std::byte> init(std::max<std::uint32_t>(program_.state_size, 8));
   program_.init_state(init.data());
   DeviceWork w{};
@@ -460,8 +476,16 @@ Result<void> CudaKernel::allocate() {
   d.pull_mode = o.k2k_delivery == K2KDelivery::Pull ? 1u : 0u;
   d.k2k_enabled = o.enable_k2k ? 1u : 0u;
   d.directory_size = RuntimeCore::kMaxKernels;
+  d.actor_slots = o.actor_slots;
+  d.state_stride = program_.state_size;
+  d.actor_alive = actor_alive_;
+  d.initial_state = initial_state_;
+  d.actor_mailbox = reinterpret_cast<ActorMailbox*>(dev_at(off_mailbox));
   const auto tenant = static_cast<std::int64_t>(o.tenant_id);
   RK_CUDA_TRY(cudaMemcpyAsync(state_, init.data(), init.size(), cudaMemcpyHostToDevice, s), ErrorCode::BackendError, "state upload");
+  if (initial_state_)
+    RK_CUDA_TRY(cudaMemcpyAsync(initial_state_, init.data(), init.size(), cudaMemcpyHostToDevice, s), ErrorCode::BackendError,
+                "initial actor state upload");
   RK_CUDA_TRY(cudaMemcpyAsync(work_, &w, sizeof w, cudaMemcpyHostToDevice, s), ErrorCode::BackendError, "work upload");
   RK_CUDA_TRY(cudaMemcpyAsync(dk_, &d, sizeof d, cudaMemcpyHostToDevice, s), ErrorCode::BackendError, "description upload");
   RK_CUDA_TRY(cudaMemcpyAsync(rt_.directory() + core_.slot, &tenant, sizeof tenant, cudaMemcpyHostToDevice, s),
@@ -480,7 +504,7 @@ CudaKernel::~CudaKernel() {
     return;
   }
   if (mapped_) g.host.push_back(mapped_);
-  for (void* p : {static_cast<void*>(dk_), static_cast<void*>(work_), state_})
+  for (void* p : {static_cast<void*>(dk_), static_cast<void*>(work_), state_, static_cast<void*>(actor_alive_), initial_state_})
     if (p) g.device.push_back(p);
   if (stream_) g.streams.push_back(stream_);
   rt_.bury(std::move(g));
@@ -536,6 +560,29 @@ Result<void> CudaKernel::check_health() {
   const std::uint32_t err = load_acquire(&core_.control->last_error);
   if (err != 0 && load_acquire(&core_.control->has_terminated) != 0) return core_.dead_error();
   return {};
+}
+
+Result<void> CudaKernel::actor_command(ActorOp op, std::uint32_t index, Duration timeout) {
+  if (!running_) return core_.dead_error();
+  const std::uint64_t seq = ++actor_seq_;
+  // The poller warp loads this word next to the input tail; the leader acknowledges.
+  store_release(&mailbox_->command, seq << 32 | std::uint64_t{static_cast<std::uint32_t>(op)} << 24 | index);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
+  for (std::uint32_t spins = 0;; ++spins) {
+    if (load_acquire(&mailbox_->ack) >= seq) return {};
+    if ((spins & 255u) == 255u) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_check) {  // a dead kernel never acknowledges: say why
+        if (auto h = check_health(); !h) return h.error();
+        if (load_acquire(&core_.control->has_terminated) != 0) return core_.dead_error();
+        next_check = now + std::chrono::milliseconds(1);
+      }
+      if (now >= deadline)
+        return Error(ErrorCode::Timeout, "kernel '" + core_.id.value + "' did not carry out the actor command within the "
+                                         "timeout (it may still do so)");
+    }
+  }
 }
 
 Result<void> CudaKernel::wait_stream(Duration timeout) {

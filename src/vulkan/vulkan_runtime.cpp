@@ -312,6 +312,9 @@ class VulkanRuntime final : public RingKernelRuntime {
     const KernelInfo* info = find_kernel(core.registered_name);
     if (!info || !info->vulkan)
       return Error(ErrorCode::BackendUnavailable, "kernel '" + core.registered_name + "' has no Vulkan build");
+    if (core.options.actor_slots != 0)
+      return Error(ErrorCode::NotImplemented, "actor pools (LaunchOptions::actor_slots) run on the CPU and CUDA "
+                                              "backends; the Vulkan backend has none");
     auto k = std::make_unique<VulkanKernel>(ctx_, core);
     if (auto s = k->init(*this, *info, options_, directory_); !s) return s.error();
     std::lock_guard lock(mutex_);
@@ -472,6 +475,10 @@ Result<void> VulkanKernel::init(VulkanRuntime& rt, const KernelInfo& info, const
   core_.input = RingView{reinterpret_cast<RingIndices*>(in_bytes), in_bytes + sizeof(RingIndices), o.input_queue_capacity, in_slot};
   core_.output = RingView{reinterpret_cast<RingIndices*>(out_bytes), out_bytes + sizeof(RingIndices), o.output_queue_capacity,
                           out_slot};
+  if (output_.placement() == Placement::DeviceLocal && !phys.is_cpu) {  // a BAR mapping: uncached host reads
+    core_.output_uncached = true;
+    core_.rx_scratch.assign(out_slot, std::byte{0});
+  }
   // Host sends ring the kernel doorbell right after publishing: for a tick kernel it wakes the
   // ticker; for a persistent one nobody sleeps on it, and its fence flushes the host's
   // write-combining buffers, so BAR-mapped rings become visible at once.

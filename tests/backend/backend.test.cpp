@@ -494,6 +494,73 @@ TEST_P(BackendTest, showcase_pipeline_reports_every_alert_the_reference_finds) {
   for (std::uint64_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], i + 1);  // numbered without gaps
 }
 
+// ---- actor pools: actors created, restarted and destroyed inside a running kernel -----------
+
+TEST_P(BackendTest, an_actor_pool_creates_restarts_and_destroys_actors_while_it_runs) {
+  using rktest::PoolAdd;
+  using rktest::PoolTotal;
+  KernelHandle pool = launch("test.pool", LaunchOptions{.block_size = 32, .actor_slots = 4});
+  auto add = [&](ActorRef a, std::int64_t v) { return pool.call<PoolTotal>(PoolAdd{a.index, 0, v}, 5s).value(); };
+  const ActorRef a = pool.spawn_actor().value();
+  const ActorRef b = pool.spawn_actor().value();
+  EXPECT_NE(a.index, b.index);
+  EXPECT_EQ(add(a, 5).total, 105);
+  const PoolTotal ra = add(a, 5);
+  EXPECT_EQ(ra.total, 110);
+  EXPECT_EQ(ra.messages, 2u);
+  EXPECT_EQ(ra.actor, a.index);
+  const PoolTotal rb = add(b, 1);
+  EXPECT_EQ(rb.total, 101);
+  EXPECT_EQ(rb.actor, b.index);
+
+  // Restart: same index, new generation, initial State; the other actor keeps its State.
+  const ActorRef a2 = pool.restart_actor(a).value();
+  EXPECT_EQ(a2.index, a.index);
+  EXPECT_NE(a2.generation, a.generation);
+  const PoolTotal ra2 = add(a2, 1);
+  EXPECT_EQ(ra2.total, 101);
+  EXPECT_EQ(ra2.messages, 1u);
+  EXPECT_EQ(add(b, 1).total, 102);
+  auto stale = pool.restart_actor(a);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.error().code(), ErrorCode::InvalidArgument);
+
+  // Destroy: messages for it are dropped and counted, never answered; FIFO means the reply
+  // to the later call proves the dead letter was already seen.
+  const std::uint64_t dropped_before = pool.metrics().telemetry.raw.messages_dropped;
+  ASSERT_TRUE(pool.destroy_actor(b).ok());
+  ASSERT_TRUE(pool.send(PoolAdd{b.index, 0, 1}).ok());
+  EXPECT_EQ(add(a2, 1).total, 102);
+  PoolTotal extra{};
+  EXPECT_EQ(pool.try_receive(extra), Status::QueueEmpty);
+  EXPECT_EQ(eventually([&] { return pool.metrics().telemetry.raw.messages_dropped; }, dropped_before + 1),
+            dropped_before + 1);
+  EXPECT_EQ(pool.destroy_actor(b).error().code(), ErrorCode::InvalidArgument);
+
+  // The freed index is reused by a fresh actor with the initial State.
+  std::vector<ActorRef> more;
+  for (int i = 0; i < 3; ++i) more.push_back(pool.spawn_actor().value());
+  EXPECT_EQ(pool.actors().size(), 4u);
+  auto full = pool.spawn_actor();
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.error().code(), ErrorCode::InvalidState);
+  for (const ActorRef& m : more) EXPECT_EQ(add(m, 7).total, 107);
+}
+
+TEST_P(BackendTest, actor_pool_misuse_is_refused_with_a_clear_error) {
+  auto no_field = rt_->launch("test.echo", LaunchOptions{.actor_slots = 2});
+  ASSERT_FALSE(no_field.ok());
+  EXPECT_EQ(no_field.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(no_field.error().message().find("actor"), std::string::npos) << no_field.error().message();
+  auto parallel = rt_->launch("test.pool", LaunchOptions{.mode = KernelMode::Parallel, .actor_slots = 2});
+  ASSERT_FALSE(parallel.ok());
+  EXPECT_EQ(parallel.error().code(), ErrorCode::InvalidArgument);
+  KernelHandle plain = launch("test.echo", LaunchOptions{.block_size = 1});
+  auto s = plain.spawn_actor();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::InvalidState);
+}
+
 // ---- bad input -------------------------------------------------------------------------
 
 TEST_P(BackendTest, an_unknown_kernel_name_is_an_error_listing_the_registered_ones) {

@@ -13,3 +13,4 @@ RK_KERNEL("test.clock", rktest::Clock);
 RK_KERNEL("test.self_stop", rktest::SelfStop);
 RK_KERNEL("test.big_eater", rktest::BigEater);
 RK_KERNEL("test.publisher", rktest::Publisher);
+RK_KERNEL("test.pool", rktest::PoolCounter);

@@ -222,4 +222,40 @@ struct Publisher {
   }
 };
 
+/// An actor pool's message: `actor` names the actor (LaunchOptions::actor_slots).
+struct PoolAdd {
+  std::uint32_t actor;
+  std::uint32_t reserved;
+  std::int64_t value;
+};
+RK_MESSAGE(PoolAdd, "test.PoolAdd", actor, reserved, value);
+struct PoolTotal {
+  std::uint32_t actor;     // ctx.actor_index() of the actor that answered
+  std::uint32_t messages;  // messages this actor has handled
+  std::int64_t total;
+};
+RK_MESSAGE(PoolTotal, "test.PoolTotal", actor, messages, total);
+struct PoolState {
+  std::int64_t total;
+  std::uint32_t messages;
+  std::uint32_t reserved;
+};
+RK_GPU_TYPE(PoolState, total, messages, reserved);
+
+/// A running total per actor, starting at 100 (a non-zero initial State shows that a new
+/// or restarted actor really gets initial_state(), not zeros or a predecessor's State).
+struct PoolCounter {
+  using Request = PoolAdd;
+  using Response = PoolTotal;
+  using State = PoolState;
+  static PoolState initial_state() { return PoolState{100, 0, 0}; }
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, PoolState& s, const PoolAdd& in, PoolTotal& out) const {
+    if (ctx.thread_id() != 0) return false;
+    s.total += in.value;
+    ++s.messages;
+    out = PoolTotal{ctx.actor_index(), s.messages, s.total};
+    return true;
+  }
+};
+
 }  // namespace rktest

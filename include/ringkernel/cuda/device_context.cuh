@@ -19,6 +19,7 @@ struct BlockShared {
   std::uint32_t out_count_seen;
   std::uint32_t in_count_seen;
   std::uint32_t exit;          // leader -> poller: leave
+  std::uint64_t actor_cmd;     // latest actor pool command the poller saw
   std::uint32_t fault;         // first ctx.fail code of this block
   // leader-owned
   std::uint32_t out_count;
@@ -31,6 +32,8 @@ struct BlockShared {
   std::uint64_t out_base;      // first output position of the batch
   std::uint64_t hlc_first;     // parallel mode: packed HLC of the batch's first response
   std::uint64_t hlc_local;     // actor mode: the kernel clock lives here (shared-memory atomics)
+  std::uint64_t actor_done;    // last actor command carried out (leader)
+  std::uint64_t actor_exec;    // the command being carried out (leader -> handler threads)
   std::uint64_t* hlc;          // &hlc_local (actor) or &DeviceWork::hlc (parallel: every block)
   std::uint64_t dropped;       // ctx.count_dropped and rejected slots
   std::uint64_t lat_total;

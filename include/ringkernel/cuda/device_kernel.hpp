@@ -50,6 +50,16 @@ struct alignas(64) DeviceCounters {
   std::uint64_t reserved[4];
 };
 
+/// Actor pool commands (mapped memory): the host writes `command` (seq << 32 | op << 24 |
+/// index) with a release store; the poller warp loads it next to the input tail (one round
+/// trip for both), the block carries it out, and the leader stores seq into `ack`.
+struct alignas(128) ActorMailbox {
+  std::uint64_t command;
+  std::uint8_t pad0[56];
+  std::uint64_t ack;
+  std::uint8_t pad1[56];
+};
+
 /// Device-memory words the kernel updates with device-scope atomics.
 struct alignas(128) DeviceWork {
   std::uint64_t hlc;              ///< packed HLC state (hlc::pack)
@@ -98,6 +108,12 @@ struct DeviceKernel {
   std::uint32_t pull_mode;        // K2KDelivery::Pull
   std::uint32_t k2k_enabled;
   std::uint32_t directory_size;
+  // actor pool (actor_slots > 0): actor i's State at state + i * state_stride
+  std::uint32_t actor_slots;
+  std::uint32_t state_stride;
+  std::uint32_t* actor_alive;     // device: 1 = live, per actor
+  const void* initial_state;      // device: the handler's initial State (one copy)
+  ActorMailbox* actor_mailbox;    // mapped
 };
 
 }  // namespace ringkernel::detail

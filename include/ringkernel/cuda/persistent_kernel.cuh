@@ -30,7 +30,7 @@
 
 namespace ringkernel::detail {
 
-enum LoopCommand : std::uint32_t { kCmdNone = 0, kCmdBatch = 1, kCmdExit = 2 };
+enum LoopCommand : std::uint32_t { kCmdNone = 0, kCmdBatch = 1, kCmdExit = 2, kCmdActor = 3 };
 
 inline constexpr std::uint32_t kActorBatch = 64;
 
@@ -55,8 +55,9 @@ __device__ inline std::uint32_t shared_load_acquire(const std::uint32_t* p) {
 __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
   ControlBlock* c = dk->control;
   const RingIndices* in = dk->input.indices;
-  std::uint64_t last_tail = 0, beats = 0;
+  std::uint64_t last_tail = 0, beats = 0, last_cmd = 0;
   std::uint32_t last_oc = 0, last_ic = 0, idle = 0;
+  const ActorMailbox* mailbox = dk->actor_slots != 0 ? dk->actor_mailbox : nullptr;
   while (load_acquire<Scope::Block>(&bs->exit) == 0) {
     if ((beats & 15u) == 0) {
       store_release<Scope::Block>(&bs->active, *reinterpret_cast<volatile std::uint32_t*>(&c->is_active));
@@ -74,9 +75,18 @@ __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
       if ((beats & 1023u) == 0) store_relaxed(&c->heartbeat, beats);
     }
     ++beats;
+    // Actor pools: the command word is loaded before the tail's acquire, so both loads
+    // are in flight together (a relaxed load may be issued ahead of an acquire).
+    std::uint64_t cmd = 0;
+    if (mailbox) cmd = load_relaxed<Scope::System>(&mailbox->command);
     // Pairs with the host's release store of tail (RingProducer::publish): the slots it
     // published are visible to whoever this thread hands the tail to below.
     const std::uint64_t tail = load_acquire<Scope::System>(&in->tail);
+    if (cmd != last_cmd) {
+      store_release<Scope::Block>(&bs->actor_cmd, cmd);  // pairs with the leader's acquire
+      last_cmd = cmd;
+      idle = 0;
+    }
     if (tail != last_tail) {
       store_release<Scope::Block>(&bs->host_tail, tail);  // pairs with the leader's acquire
       last_tail = tail;
@@ -230,6 +240,15 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
           acked = active;
           store_release<Scope::System>(&control->acked_active, acked);  // deactivate() waits on it
         }
+        if (dk->actor_slots != 0) {  // an actor pool command goes before any message (also while deactivated)
+          const std::uint64_t ac = load_acquire<Scope::Block>(&bs->actor_cmd);
+          if (ac != bs->actor_done) {
+            bs->actor_exec = ac;
+            bs->n = 0;
+            cmd = kCmdActor;
+            break;
+          }
+        }
         if (!active) {
           __nanosleep(500);
           continue;
@@ -321,6 +340,36 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
     }
     handler_barrier(hthreads);
     if (bs->cmd == kCmdExit) break;
+    if (bs->cmd == kCmdActor) {
+      // Create / restart: every handler thread copies part of the initial State into the
+      // actor's State; then the leader marks the actor live (or dead) and acknowledges.
+      const std::uint64_t ac = bs->actor_exec;
+      const std::uint32_t op = static_cast<std::uint32_t>(ac >> 24) & 0xffu;
+      const std::uint32_t index = static_cast<std::uint32_t>(ac) & 0xffffffu;
+      if (index < dk->actor_slots && op != static_cast<std::uint32_t>(ActorOp::Destroy)) {
+        const std::uint32_t stride = dk->state_stride;
+        auto* dst = static_cast<unsigned char*>(dk->state) + std::size_t{index} * stride;
+        const auto* src = static_cast<const unsigned char*>(dk->initial_state);
+        if (stride % 8 == 0) {
+          for (std::uint32_t i = tid * 8; i < stride; i += hthreads * 8)
+            *reinterpret_cast<std::uint64_t*>(dst + i) = *reinterpret_cast<const std::uint64_t*>(src + i);
+        } else {
+          for (std::uint32_t i = tid; i < stride; i += hthreads) dst[i] = src[i];
+        }
+      }
+      handler_barrier(hthreads);
+      if (tid == 0) {
+        if (index < dk->actor_slots)
+          dk->actor_alive[index] = op == static_cast<std::uint32_t>(ActorOp::Destroy) ? 0u : 1u;
+        bs->actor_done = ac;
+        // The acknowledgement: the host's spawn_actor() returns when it sees it. Messages
+        // sent after that are handled after this point (same leader, program order), and the
+        // host reads nothing the command wrote, so a plain store (no system fence) will do.
+        store_relaxed(&dk->actor_mailbox->ack, ac >> 32);
+      }
+      handler_barrier(hthreads);
+      continue;
+    }
 
     // ---- process the batch -----------------------------------------------------------------
     const std::uint32_t n = bs->n;
@@ -337,13 +386,24 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
         handler_barrier(hthreads);
         Envelope env;
         memcpy(&env, staging, sizeof env);
-        const bool valid = env.type_id == type_id_v<Req> && env.payload_size == sizeof(Req);
+        bool valid = env.type_id == type_id_v<Req> && env.payload_size == sizeof(Req);
+        const Req& req = *reinterpret_cast<const Req*>(staging + sizeof(Envelope));
+        State* st = &state;
+        std::uint32_t actor = ~0u;
+        if (valid && dk->actor_slots != 0) {  // an actor pool: the message names its actor
+          actor = Traits::actor_of(req);
+          if (actor < dk->actor_slots && *reinterpret_cast<volatile const std::uint32_t*>(&dk->actor_alive[actor]) != 0)
+            st = reinterpret_cast<State*>(static_cast<unsigned char*>(dk->state) + std::size_t{actor} * dk->state_stride);
+          else
+            valid = false;  // no live actor there: a dead letter, counted as dropped
+        }
         Resp resp{};
         bool emit = false;
         if (valid && tid < dk->block_size) {
           if (tid == 0) dev_hlc_merge(dk, bs, env.timestamp);
           ctx.set_message(env.timestamp, env.correlation_id, source == 0 ? 0u : bs->in_routes[source - 1].peer + 1, 0);
-          emit = Traits::invoke(handler, ctx, state, *reinterpret_cast<const Req*>(staging + sizeof(Envelope)), resp);
+          ctx.set_actor(actor);
+          emit = Traits::invoke(handler, ctx, *st, req, resp);
         }
         if (tid == 0) {
           if (!valid) {

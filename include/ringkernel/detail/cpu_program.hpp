@@ -38,6 +38,10 @@ struct CpuExec {
   std::uint32_t shared_size = 0;
   FiberTeam* team = nullptr;  // actor mode with block_dim > 1
   HlcClock* clock = nullptr;  // the kernel's own clock
+  // Actor pool (LaunchOptions::actor_slots > 0): actor i's State is at state + i * stride.
+  std::uint32_t actor_slots = 0;
+  std::size_t state_stride = 0;
+  const std::uint8_t* actor_alive = nullptr;  // per actor: 1 = live (kernel thread writes it)
 
   // Kernel-thread state.
   std::uint64_t processed = 0;
@@ -99,6 +103,7 @@ class CpuProgramT final : public CpuProgram {
     bool emit;
     const Envelope* env;
     std::uint32_t source;
+    std::uint32_t actor;
   };
 
   static RingContext make_ctx(CpuExec& e, std::uint32_t thread, std::uint32_t block) noexcept {
@@ -111,6 +116,7 @@ class CpuProgramT final : public CpuProgram {
     auto& c = *static_cast<TeamCall*>(arg);
     RingContext ctx = make_ctx(*c.exec, thread, 0);
     ctx.set_message(c.env->timestamp, c.env->correlation_id, c.source, 0);
+    ctx.set_actor(c.actor);
     Resp local{};
     const bool emit = Traits::invoke(*c.handler, ctx, *c.state, *c.req, thread == 0 ? *c.resp : local);
     if (thread == 0) c.emit = emit;
@@ -171,10 +177,20 @@ class CpuProgramT final : public CpuProgram {
       }
       Req req;
       std::memcpy(&req, slot + sizeof(Envelope), sizeof(Req));
+      State* st = &state;
+      std::uint32_t actor = ~0u;
+      if (e.actor_slots != 0) {  // an actor pool: the message names its actor
+        actor = Traits::actor_of(req);
+        if (actor >= e.actor_slots || e.actor_alive[actor] == 0) {
+          ++e.dropped;  // no live actor there: a dead letter
+          continue;
+        }
+        st = std::launder(reinterpret_cast<State*>(e.state + actor * e.state_stride));
+      }
       Resp resp{};
       bool emit = false;
       if (e.mode == KernelMode::Actor && e.team != nullptr) {
-        TeamCall call{&handler_, &e, &state, &req, &resp, false, &env, batch.sources[i]};
+        TeamCall call{&handler_, &e, st, &req, &resp, false, &env, batch.sources[i], actor};
         e.run_team(&team_entry, &call);
         emit = call.emit;
       } else {
@@ -184,7 +200,8 @@ class CpuProgramT final : public CpuProgram {
         const std::uint32_t block = e.mode == KernelMode::Parallel ? (i / e.block_dim) % e.grid_dim : 0;
         RingContext ctx = make_ctx(e, lane, block);
         ctx.set_message(env.timestamp, env.correlation_id, batch.sources[i], i);
-        emit = Traits::invoke(handler_, ctx, state, req, resp);
+        ctx.set_actor(actor);
+        emit = Traits::invoke(handler_, ctx, *st, req, resp);
       }
       if (e.fault != 0) break;
       e.record(env.timestamp, per_batch ? now_us : hlc::wall_clock_us());
