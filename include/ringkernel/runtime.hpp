@@ -293,9 +293,10 @@ class KernelHandle {
   KernelMetrics metrics() const;
 
   // -- actor pool (LaunchOptions::actor_slots > 0) ----------------------------------------
-  // Each returns once the running kernel has carried the command out: a message sent after
-  // spawn_actor() returns reaches the new actor. Messages naming an index with no live actor
-  // are dropped and counted (TelemetryBuffer::messages_dropped), never handled.
+  // Each returns once the running kernel has carried the command out. Host messages sent
+  // before the call are handled before the command, those sent after it returns after it
+  // (a restart never overtakes a message). Messages naming an index with no live actor are
+  // dropped and counted (TelemetryBuffer::messages_dropped), never handled.
   /// A new actor in a free index, with the handler's initial State. Errors: InvalidState
   /// (not an actor pool, or every index taken), KernelTerminated / KernelFaulted, Timeout,
   /// NotImplemented (a backend without actor pools).
