@@ -175,12 +175,17 @@ class KernelBackend {
   virtual Result<void> check_health() = 0;
   /// K2K counters of this kernel as a sender: dead letters and cross-tenant rejections.
   virtual void k2k_counters(std::uint64_t& dead_letters, std::uint64_t& tenant_rejections) const noexcept = 0;
-  /// Actor pools: runs `op` on actor `index` inside the kernel (Create/Restart: a fresh
-  /// State; Destroy: its messages become dead letters) and returns once the kernel has
-  /// done it. Errors: Timeout, KernelFaulted / KernelTerminated, NotImplemented.
-  virtual Result<void> actor_command(ActorOp op, std::uint32_t index, Duration timeout) {
-    (void)op, (void)index, (void)timeout;
+  /// Actor pools: hands `op` on actor `index` to the running kernel (Create/Restart: a
+  /// fresh State; Destroy: its messages become dead letters) and returns the command's
+  /// sequence number without waiting; KernelCore waits for actor_command_done(seq).
+  virtual Result<std::uint64_t> post_actor_command(ActorOp op, std::uint32_t index) {
+    (void)op, (void)index;
     return Error(ErrorCode::NotImplemented, "this backend has no actor pools");
+  }
+  /// Whether the kernel has carried out command `seq` (and every earlier one).
+  virtual bool actor_command_done(std::uint64_t seq) const noexcept {
+    (void)seq;
+    return true;
   }
 };
 

@@ -128,26 +128,38 @@ Result<ActorRef> KernelCore::actor_op(ActorOp op, ActorRef ref, Duration timeout
                                                  " of generation " + std::to_string(ref.generation) +
                                                  " (destroyed, or restarted since)");
   }
+  // Spins until `done()`, checking the kernel's health every kHealthInterval; one deadline
+  // covers both waits below.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto wait_for = [&](auto done, const char* what) -> Result<void> {
+    auto next_health = std::chrono::steady_clock::now() + kHealthInterval;
+    for (std::uint32_t spins = 0; !done(); ++spins) {
+      if ((spins & 255u) != 255u) continue;
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_health) {
+        if (auto h = impl->check_health(); !h) return h.error();
+        if (load_acquire(&control->has_terminated) != 0) return dead_error();
+        next_health = now + kHealthInterval;
+      }
+      if (now >= deadline) return Error(ErrorCode::Timeout, "actor pool '" + id.value + "' " + what);
+      std::this_thread::yield();
+    }
+    return {};
+  };
   // Messages already sent are handled before the command (a restart never overtakes them):
   // wait until the kernel has consumed the input ring up to its current tail. An idle pool
   // passes at once; the backends take a command ahead of any message not yet consumed.
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
   const std::uint64_t sent = load_acquire(&input.indices->tail);
-  auto next_health = std::chrono::steady_clock::now() + kHealthInterval;
-  for (std::uint32_t spins = 0; load_acquire(&input.indices->head) < sent; ++spins) {
-    if ((spins & 255u) != 255u) continue;
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= next_health) {
-      if (auto h = impl->check_health(); !h) return h.error();
-      if (load_acquire(&control->has_terminated) != 0) return dead_error();
-      next_health = now + kHealthInterval;
-    }
-    if (now >= deadline)
-      return Error(ErrorCode::Timeout, "actor pool '" + id.value + "' did not handle the messages sent before the "
-                                       "actor command within the timeout; the command was not sent");
-    std::this_thread::yield();
-  }
-  if (auto r = impl->actor_command(op, index, std::max(Duration::zero(), deadline - std::chrono::steady_clock::now())); !r)
+  if (auto r = wait_for([&] { return load_acquire(&input.indices->head) >= sent; },
+                        "did not handle the messages sent before the actor command within the timeout; the command "
+                        "was not sent");
+      !r)
+    return r.error();
+  auto seq = impl->post_actor_command(op, index);
+  if (!seq) return seq.error();
+  if (auto r = wait_for([&] { return impl->actor_command_done(*seq); },
+                        "did not carry out the actor command within the timeout (it may still do so)");
+      !r)
     return r.error();
   if (op == ActorOp::Destroy) {
     actor_generation[index] = 0;

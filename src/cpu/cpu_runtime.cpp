@@ -57,7 +57,10 @@ class CpuKernel final : public KernelBackend {
     dead = dead_letters_.load(std::memory_order_relaxed);
     rejected = tenant_rejections_.load(std::memory_order_relaxed);
   }
-  Result<void> actor_command(ActorOp op, std::uint32_t index, Duration timeout) override;
+  Result<std::uint64_t> post_actor_command(ActorOp op, std::uint32_t index) override;
+  bool actor_command_done(std::uint64_t seq) const noexcept override {
+    return actor_ack_.load(std::memory_order_acquire) >= seq;  // pairs with run_actor_command()
+  }
 
   // Kernel-thread side, called through RingContext.
   Status k2k_send(std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr) noexcept;
@@ -240,24 +243,15 @@ CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgra
   exec.actor_alive = actor_alive_.get();
 }
 
-Result<void> CpuKernel::actor_command(ActorOp op, std::uint32_t index, Duration timeout) {
+Result<std::uint64_t> CpuKernel::post_actor_command(ActorOp op, std::uint32_t index) {
   const std::uint64_t seq = ++actor_seq_;
   actor_cmd_.store(seq << 32 | std::uint64_t{static_cast<std::uint32_t>(op)} << 24 | index, std::memory_order_release);
   bell.ring();  // a parked kernel wakes up for it
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (std::uint32_t spins = 0;; ++spins) {
-    if (actor_ack_.load(std::memory_order_acquire) >= seq) return {};
-    if (thread_exited_.load(std::memory_order_acquire)) return core_.dead_error();
-    if (spins > 1000) {
-      if (std::chrono::steady_clock::now() >= deadline)
-        return Error(ErrorCode::Timeout, "kernel '" + core_.id.value + "' did not carry out the actor command in time");
-      std::this_thread::yield();
-    }
-  }
+  return seq;
 }
 
 void CpuKernel::run_actor_command() noexcept {
-  const std::uint64_t cmd = actor_cmd_.load(std::memory_order_acquire);  // pairs with actor_command()
+  const std::uint64_t cmd = actor_cmd_.load(std::memory_order_acquire);  // pairs with post_actor_command()
   if (cmd == actor_last_cmd_) return;
   actor_last_cmd_ = cmd;
   const auto op = static_cast<ActorOp>((cmd >> 24) & 0xffu);

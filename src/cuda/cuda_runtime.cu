@@ -189,7 +189,8 @@ class CudaKernel final : public KernelBackend {
   Result<void> start() override;
   Result<void> stop(Duration timeout) override;
   Result<void> check_health() override;
-  Result<void> actor_command(ActorOp op, std::uint32_t index, Duration timeout) override;
+  Result<std::uint64_t> post_actor_command(ActorOp op, std::uint32_t index) override;
+  bool actor_command_done(std::uint64_t seq) const noexcept override { return load_acquire(&mailbox_->ack) >= seq; }
   void k2k_counters(std::uint64_t& dead, std::uint64_t& rejected) const noexcept override {
     dead = load_relaxed(&counters_->dead_letters);
     rejected = load_relaxed(&counters_->tenant_rejections);
@@ -562,27 +563,12 @@ Result<void> CudaKernel::check_health() {
   return {};
 }
 
-Result<void> CudaKernel::actor_command(ActorOp op, std::uint32_t index, Duration timeout) {
+Result<std::uint64_t> CudaKernel::post_actor_command(ActorOp op, std::uint32_t index) {
   if (!running_) return core_.dead_error();
   const std::uint64_t seq = ++actor_seq_;
   // The poller warp loads this word next to the input tail; the leader acknowledges.
   store_release(&mailbox_->command, seq << 32 | std::uint64_t{static_cast<std::uint32_t>(op)} << 24 | index);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
-  for (std::uint32_t spins = 0;; ++spins) {
-    if (load_acquire(&mailbox_->ack) >= seq) return {};
-    if ((spins & 255u) == 255u) {
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= next_check) {  // a dead kernel never acknowledges: say why
-        if (auto h = check_health(); !h) return h.error();
-        if (load_acquire(&core_.control->has_terminated) != 0) return core_.dead_error();
-        next_check = now + std::chrono::milliseconds(1);
-      }
-      if (now >= deadline)
-        return Error(ErrorCode::Timeout, "kernel '" + core_.id.value + "' did not carry out the actor command within the "
-                                         "timeout (it may still do so)");
-    }
-  }
+  return seq;
 }
 
 Result<void> CudaKernel::wait_stream(Duration timeout) {
