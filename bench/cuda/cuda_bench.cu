@@ -61,16 +61,81 @@ struct Stamp {
 };
 RK_MESSAGE(Stamp, "bench.Stamp", sent_ns, seq);
 
-/// Sends `a` K2K stamps over route 0 (retrying on backpressure).
+/// Sends `a` K2K stamps over route 0 (retrying on backpressure). In actor mode it replies
+/// with the sender's cost of its last send (ns, measured on the device).
 struct K2KSource {
   using Request = Req16;
-  using Response = void;
-  RK_HOST_DEVICE void operator()(RingContext& ctx, NoState&, const Req16& in) const {
-    if (ctx.mode() == KernelMode::Actor && ctx.thread_id() != 0) return;
+  using Response = Resp16;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Req16& in, Resp16& out) const {
+    if (ctx.mode() == KernelMode::Actor && ctx.thread_id() != 0) return false;
     const std::uint32_t dest = ctx.k2k_route(0);
+    std::uint64_t cost = 0;
     for (std::uint64_t i = 0; i < in.a; ++i) {
-      while (ctx.k2k_send(dest, Stamp{now_ns(), in.b + i}) == Status::QueueFull) {
+      const std::uint64_t t0 = now_ns();
+      while (ctx.k2k_send(dest, Stamp{t0, in.b + i}) == Status::QueueFull) {
       }
+      cost = now_ns() - t0;
+    }
+    out = Resp16{cost, in.b};
+    return ctx.mode() == KernelMode::Actor;
+  }
+};
+
+struct PingStats {
+  std::uint64_t round_trip_ns;  ///< mean
+  std::uint64_t send_ns;        ///< mean cost of the k2k_send call
+  std::uint64_t sm_mhz;
+  std::uint64_t lost;
+};
+RK_MESSAGE(PingStats, "bench.PingStats", round_trip_ns, send_ns, sm_mhz, lost);
+
+/// Device-timed ping-pong: sends a stamp to its route 0 and pulls the echo back, `a`
+/// times; replies with the mean round trip and send cost in ns (one clock, so no cross-SM
+/// timer skew). Launched with K2KDelivery::Pull.
+struct K2KPinger {
+  using Request = Req16;
+  using Response = PingStats;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Req16& in, PingStats& out) const {
+    if (ctx.thread_id() != 0) return false;
+    const std::uint32_t dest = ctx.k2k_route(0);
+    const std::uint64_t t0 = now_ns();
+#if RK_DEVICE_PASS
+    const std::uint64_t c0 = clock64();
+#endif
+    std::uint64_t lost = 0, send = 0;
+    for (std::uint64_t i = 0; i < in.a; ++i) {
+      const std::uint64_t s0 = now_ns();
+      while (ctx.k2k_send(dest, Stamp{0, i}) == Status::QueueFull) {
+      }
+      send += now_ns() - s0;
+      Stamp back{};
+      std::uint64_t spins = 0;
+      while (ctx.k2k_try_receive(back) != Status::Ok) {
+        if (++spins > (1ull << 26)) {  // no echo: report it instead of spinning forever
+          ++lost;
+          break;
+        }
+      }
+    }
+    const std::uint64_t ns = now_ns() - t0;
+#if RK_DEVICE_PASS
+    const std::uint64_t cycles = clock64() - c0;
+#else
+    const std::uint64_t cycles = 0;
+#endif
+    const std::uint64_t n = in.a ? in.a : 1;
+    out = PingStats{ns / n, send / n, ns ? cycles * 1000 / ns : 0, lost};
+    return true;
+  }
+};
+
+/// Echoes each stamp back over its route 0 (the pinger's partner).
+struct K2KPonger {
+  using Request = Stamp;
+  using Response = void;
+  RK_HOST_DEVICE void operator()(RingContext& ctx, NoState&, const Stamp& in) const {
+    if (ctx.thread_id() != 0) return;
+    while (ctx.k2k_send(ctx.k2k_route(0), in) == Status::QueueFull) {
     }
   }
 };
@@ -123,8 +188,20 @@ RK_KERNEL("bench.pool", bench::PoolActor);
 RK_KERNEL("bench.k2k_source", bench::K2KSource);
 RK_KERNEL("bench.k2k_latency_sink", bench::K2KLatencySink);
 RK_KERNEL("bench.k2k_count_sink", bench::K2KCountSink);
+RK_KERNEL("bench.k2k_pinger", bench::K2KPinger);
+RK_KERNEL("bench.k2k_ponger", bench::K2KPonger);
 
 __global__ void empty_kernel() {}
+/// Smallest step of %globaltimer seen in a tight loop (its resolution on this GPU).
+__global__ void timer_step(unsigned long long* out) {
+  unsigned long long prev = bench::now_ns(), best = ~0ull;
+  for (int i = 0; i < 100000; ++i) {
+    const unsigned long long t = bench::now_ns();
+    if (t != prev && t - prev < best) best = t - prev;
+    prev = t;
+  }
+  *out = best;
+}
 __global__ void add_kernel(const bench::Req16* in, bench::Resp16* out) { *out = bench::Resp16{in->a, in->b + 1}; }
 
 namespace {
@@ -301,20 +378,40 @@ void bench_k2k(RingKernel& rt, int hops, int pairs, std::uint64_t per_pair) {
     auto src = rt.launch("bench.k2k_source", LaunchOptions{.block_size = 32, .enable_k2k = true}).value();
     auto sink = rt.launch("bench.k2k_latency_sink", LaunchOptions{.block_size = 32, .enable_k2k = true}).value();
     rt.connect(src, sink).value();
-    std::vector<double> device_ns, host_us;
+    std::vector<double> device_ns, host_us, send_ns;
     for (int i = -500; i < hops; ++i) {
       const auto t0 = Clock::now();
       src.send(bench::Req16{1, static_cast<std::uint64_t>(i)}).value();
       const bench::Resp16 r = sink.receive<bench::Resp16>(std::chrono::seconds(5)).value();
       const double us = us_since(t0);
+      const bench::Resp16 cost = src.receive<bench::Resp16>(std::chrono::seconds(5)).value();
       if (i >= 0) {
         device_ns.push_back(double(r.a));
         host_us.push_back(us);
+        send_ns.push_back(double(cost.a));
       }
     }
-    const Percentiles d = percentiles(device_ns), h = percentiles(host_us);
+    const Percentiles d = percentiles(device_ns), h = percentiles(host_us), sc = percentiles(send_ns);
     row("c. K2K one hop, measured on the device", fmt("p50 %.0f ns  p99 %.0f ns", d.p50, d.p99));
+    row("c. K2K sender's cost of one send (device)", fmt("p50 %.0f ns  p99 %.0f ns", sc.p50, sc.p99));
     row("d. K2K host-observed round trip (host->A->B->host)", fmt("p50 %.2f us  p99 %.2f us", h.p50, h.p99));
+  }
+  {  // ping-pong timed by one clock: hop = round trip / 2
+    auto ping = rt.launch("bench.k2k_pinger", LaunchOptions{.block_size = 32, .enable_k2k = true,
+                                                            .k2k_delivery = K2KDelivery::Pull})
+                    .value();
+    auto pong = rt.launch("bench.k2k_ponger", LaunchOptions{.block_size = 32, .enable_k2k = true}).value();
+    rt.connect(ping, pong).value();
+    rt.connect(pong, ping).value();
+    ping.call<bench::PingStats>(bench::Req16{1000, 0}, std::chrono::seconds(10)).value();  // warm-up
+    const bench::PingStats r =
+        ping.call<bench::PingStats>(bench::Req16{std::uint64_t(hops), 0}, std::chrono::seconds(20)).value();
+    row("c. K2K ping-pong on the device, mean hop (round trip / 2)",
+        fmt("%.0f ns  (%.0f lost)", double(r.round_trip_ns) / 2.0, double(r.lost)));
+    row("c. K2K ping-pong: mean cost of one k2k_send", fmt("%.0f ns", double(r.send_ns)));
+    row("c. SM clock during the ping-pong", fmt("%.0f MHz", double(r.sm_mhz)));
+    ping.terminate().value();
+    pong.terminate().value();
   }
   // Throughput: `pairs` source/sink pairs; each source runs 256 sending threads.
   std::vector<KernelHandle> srcs, sinks;
@@ -406,7 +503,19 @@ void bench_telemetry_cost(RingKernel& rt, std::uint64_t per_kernel) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  // --quick: fewer iterations; --only=LETTERS: the sections to run (a b c e f; default all).
+  bool quick = false;
+  std::string only = "abcef";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") quick = true;
+    else if (arg.rfind("--only=", 0) == 0) only = arg.substr(7);
+    else {
+      std::fprintf(stderr, "usage: cuda_bench [--quick] [--only=abcef]\n");
+      return 2;
+    }
+  }
+  auto want = [&](char c) { return only.find(c) != std::string::npos; };
   const BackendAvailability a = availability(Backend::Cuda);
   if (!a.available) {
     std::printf("CUDA backend not available: %s\n", a.reason.c_str());
@@ -414,19 +523,29 @@ int main(int argc, char** argv) {
   }
   std::printf("device: %s\n", a.device.c_str());
   RingKernel rt = RingKernel::builder().backend(Backend::Cuda).build().value();
-  bench_one_message(rt, quick ? 2000 : 20000);
-  const std::uint64_t n = quick ? 2'000'000 : 20'000'000;
-  for (int k : {1, 2, 4, 8}) {
-    const double rate = bench_streaming(rt, k, n / std::uint64_t(k) * std::uint64_t(k) / k, true);
-    row(("b. streaming 16 B, batch API, " + std::to_string(k) + " kernel(s)").c_str(), fmt("%.1f M msg/s", rate / 1e6));
+  {
+    unsigned long long* step = nullptr;
+    CK(cudaMallocHost(&step, sizeof *step));
+    timer_step<<<1, 1>>>(step);
+    CK(cudaDeviceSynchronize());
+    row("%globaltimer resolution (smallest step seen)", fmt("%.0f ns", double(*step)));
+    cudaFreeHost(step);
   }
-  row("b. streaming 16 B, one message per send, 1 kernel",
-      fmt("%.1f M msg/s", bench_streaming(rt, 1, quick ? 200'000 : 2'000'000, false) / 1e6));
-  row("b. streaming 16 B, one message per send, 4 kernels",
-      fmt("%.1f M msg/s", bench_streaming(rt, 4, quick ? 200'000 : 1'000'000, false) / 1e6));
-  bench_k2k(rt, quick ? 2000 : 20000, 8, quick ? 1u << 20 : 1u << 23);
-  bench_actor_pool(rt, quick ? 1000 : 5000);
-  bench_telemetry_cost(rt, quick ? 1'000'000 : 5'000'000);
+  if (want('a')) bench_one_message(rt, quick ? 2000 : 20000);
+  if (want('b')) {
+    const std::uint64_t n = quick ? 2'000'000 : 20'000'000;
+    for (int k : {1, 2, 4, 8}) {
+      const double rate = bench_streaming(rt, k, n / std::uint64_t(k) * std::uint64_t(k) / k, true);
+      row(("b. streaming 16 B, batch API, " + std::to_string(k) + " kernel(s)").c_str(), fmt("%.1f M msg/s", rate / 1e6));
+    }
+    row("b. streaming 16 B, one message per send, 1 kernel",
+        fmt("%.1f M msg/s", bench_streaming(rt, 1, quick ? 200'000 : 2'000'000, false) / 1e6));
+    row("b. streaming 16 B, one message per send, 4 kernels",
+        fmt("%.1f M msg/s", bench_streaming(rt, 4, quick ? 200'000 : 1'000'000, false) / 1e6));
+  }
+  if (want('c')) bench_k2k(rt, quick ? 2000 : 20000, 8, quick ? 1u << 20 : 1u << 23);
+  if (want('e')) bench_actor_pool(rt, quick ? 1000 : 5000);
+  if (want('f')) bench_telemetry_cost(rt, quick ? 1'000'000 : 5'000'000);
   std::printf("\n==== summary (%s) ====\n", a.device.c_str());
   for (const auto& r : rows) std::printf("%s\n", r.c_str());
   return 0;

@@ -99,7 +99,116 @@ __global__ void costs(unsigned long long* res, unsigned long long* gmem) {
   for (int i = 0; i < N; ++i) x = *reinterpret_cast<volatile unsigned long long*>(gmem + 16 + (x & 1));
   t1 = gt();
   res[7] = (t1 - t0) / N;  // dependent L2 load
-  res[8] = acc + x;
+  // an 80-byte slot written with 16-byte stores, then a release store of a tail (gpu scope)
+  t0 = gt();
+  for (int i = 0; i < N; ++i) {
+    uint4* slot = reinterpret_cast<uint4*>(gmem + 64 + (i & 7) * 16);
+    for (int k = 0; k < 5; ++k) slot[k] = make_uint4(i, k, 0, 0);
+    asm volatile("st.release.gpu.u64 [%0], %1;" ::"l"(gmem + 32), "l"((unsigned long long)i) : "memory");
+  }
+  t1 = gt();
+  res[8] = (t1 - t0) / N;
+  t0 = gt();
+  for (int i = 0; i < N; ++i) {
+    unsigned long long v;
+    asm volatile("ld.acquire.gpu.u64 %0, [%1];" : "=l"(v) : "l"(gmem + 16 + (x & 1)) : "memory");
+    x += v;
+  }
+  t1 = gt();
+  res[9] = (t1 - t0) / N;  // ld.acquire.gpu, dependent
+  t0 = gt();
+  for (int i = 0; i < N; ++i) {
+    x += atomicAdd(&sh, 0ull);
+    __threadfence_block();
+  }
+  t1 = gt();
+  res[10] = (t1 - t0) / N;  // CTA-scope acquire as ringkernel does it
+  t0 = gt();
+  for (int i = 0; i < N; ++i) x += __match_any_sync(1u, (unsigned long long)gmem);
+  t1 = gt();
+  res[11] = (t1 - t0) / N;  // __match_any_sync
+  t0 = gt();
+  for (int i = 0; i < N; ++i) {
+    x += atomicAdd(&sh, 0ull);
+    asm volatile("fence.acq_rel.cta;" ::: "memory");
+  }
+  t1 = gt();
+  res[12] = (t1 - t0) / N;  // CTA acquire with fence.acq_rel.cta
+  res[15] = acc + x;
+}
+
+__device__ inline uint4 vload4(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.volatile.global.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p) : "memory");
+  return v;
+}
+__device__ inline void vstore4(uint4* p, uint4 v) {
+  asm volatile("st.volatile.global.v4.u32 [%0], {%1,%2,%3,%4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+
+/// Two blocks of one kernel exchange an 80-byte message through device memory `n` times
+/// each way: mode 0 tail word + slot (release/acquire), mode 1 a sequence number in the
+/// slot's last 16 bytes (one 16-byte store after a fence; the reader polls that word).
+__global__ void k2k_floor(unsigned long long* mem, int n, int mode, unsigned long long* out) {
+  const int me = blockIdx.x;
+  unsigned long long* tail_out = mem + (me ? 16 : 0);
+  unsigned long long* tail_in = mem + (me ? 0 : 16);
+  uint4* slot_out = reinterpret_cast<uint4*>(mem + 64 + (me ? 32 : 0));
+  const uint4* slot_in = reinterpret_cast<const uint4*>(mem + 64 + (me ? 0 : 32));
+  if (threadIdx.x != 0) return;
+  const unsigned long long t0 = gt();
+  unsigned long long sum = 0, t_cas = 0;
+  for (int i = 1; i <= n; ++i) {
+    if (me == 0 || i > 0) {
+      if (me == 1) {  // wait for the peer's message i
+        if (mode != 1) {
+          unsigned long long v;
+          do asm volatile("ld.acquire.gpu.u64 %0, [%1];" : "=l"(v) : "l"(tail_in) : "memory");
+          while (v != (unsigned long long)i);
+          for (int k = 0; k < 5; ++k) sum += vload4(slot_in + k).x;
+        } else {
+          uint4 v;
+          do v = vload4(slot_in + 4);
+          while (v.w != (unsigned)i);
+          __threadfence();
+          for (int k = 0; k < 4; ++k) sum += vload4(slot_in + k).x;
+        }
+      }
+      if (mode >= 2) {  // claim a position first, as a multi-producer ring does
+        unsigned long long* claim = mode == 2 ? tail_out + 3 : mem + 512 + (me ? 16 : 0);
+        t_cas -= gt();
+        sum += atomicCAS(claim, (unsigned long long)(i - 1), (unsigned long long)i);
+        t_cas += gt();
+      }
+      for (int k = 0; k < 4; ++k) slot_out[k] = make_uint4(i, k, 0, 0);
+      if (mode != 1) {
+        slot_out[4] = make_uint4(i, 4, 0, 0);
+        asm volatile("st.release.gpu.u64 [%0], %1;" ::"l"(tail_out), "l"((unsigned long long)i) : "memory");
+      } else {
+        __threadfence();
+        vstore4(&slot_out[4], make_uint4(i, 4, 0, (unsigned)i));
+      }
+      if (me == 0) {
+        if (mode != 1) {
+          unsigned long long v;
+          do asm volatile("ld.acquire.gpu.u64 %0, [%1];" : "=l"(v) : "l"(tail_in) : "memory");
+          while (v != (unsigned long long)i);
+          for (int k = 0; k < 5; ++k) sum += vload4(slot_in + k).x;
+        } else {
+          uint4 v;
+          do v = vload4(slot_in + 4);
+          while (v.w != (unsigned)i);
+          __threadfence();
+          for (int k = 0; k < 4; ++k) sum += vload4(slot_in + k).x;
+        }
+      }
+    }
+  }
+  if (me == 0) {
+    out[mode] = (gt() - t0) / (2ull * n);
+    out[4 + mode] = t_cas / n;
+  }
+  out[8 + me] = sum;
 }
 
 int main() {
@@ -139,7 +248,19 @@ int main() {
   costs<<<1, 1, 0, s>>>(res, gmem);
   CK(cudaStreamSynchronize(s));
   const char* cn[] = {"globaltimer read", "fence.acq_rel.sys (idle)", "__threadfence", "__nanosleep(32)",
-                      "__nanosleep(200)", "shared CAS", "global CAS", "dependent L2 load"};
-  for (int i = 0; i < 8; ++i) std::printf("device cost %-28s %llu ns\n", cn[i], res[i]);
+                      "__nanosleep(200)", "shared CAS", "global CAS", "dependent L2 load",
+                      "80 B slot + st.release.gpu", "ld.acquire.gpu", "CTA acquire (atomic+fence)", "__match_any_sync",
+                      "CTA acquire (atomic+acq_rel)"};
+  for (int i = 0; i < 13; ++i) std::printf("device cost %-28s %llu ns\n", cn[i], res[i]);
+  unsigned long long* fl;
+  CK(cudaMalloc(&fl, 8192));
+  const char* fm[] = {"tail + slot (release/acquire)", "sequence in the slot (fence + 16 B)",
+                      "CAS claim on the tail's line + tail + slot", "CAS claim on its own line + tail + slot"};
+  for (int mode = 0; mode < 4; ++mode) {
+    CK(cudaMemset(fl, 0, 8192));
+    k2k_floor<<<2, 32, 0, s>>>(fl, 20000, mode, res);
+    CK(cudaStreamSynchronize(s));
+    std::printf("device hop floor, two blocks, %-44s %llu ns (CAS %llu ns)\n", fm[mode], res[mode], res[4 + mode]);
+  }
   return 0;
 }

@@ -197,6 +197,8 @@ class CudaKernel final : public KernelBackend {
   }
 
   RouteTable* routes() const noexcept { return routes_; }
+  const DeviceCounters* counters() const noexcept { return counters_; }
+  bool running() const noexcept { return running_; }
   /// Hands the kernel's device publishes to the broker; returns how many (pump thread).
   /// A publish the broker refuses for backpressure (a full subscription) stays in the ring
   /// and is offered again on the next pass, so a slow subscriber fills the ring and the
@@ -631,7 +633,21 @@ Result<void> CudaRuntime::connect(KernelCore& from, KernelCore& to) {
   store_release(&fr->out_count, oc + 1);
   store_release(&tr->in_count, ic + 1);
   t->inbound_rings.push_back(view.indices);
-  return {};
+  // Wait until both kernels have taken the route into their caches: a message sent after
+  // connect() returns then sees it (ctx.k2k_route_count() included). A kernel that is not
+  // running has nothing to wait for.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    const bool from_ok = !f->running() || (load_acquire(&f->counters()->routes_seen) >> 32) >= oc + 1;
+    const bool to_ok = !t->running() || (load_acquire(&t->counters()->routes_seen) & 0xffffffffu) >= ic + 1;
+    if (from_ok && to_ok) return {};
+    if (auto h = (from_ok ? t : f)->check_health(); !h) return h.error();
+    if (std::chrono::steady_clock::now() >= deadline)
+      return Error(ErrorCode::Timeout, "connect: kernel '" + (from_ok ? to : from).id.value +
+                                           "' did not take the new route within 2 s (its handler has not returned to "
+                                           "the loop); the route is installed and is used once it does");
+    std::this_thread::sleep_for(std::chrono::microseconds(5));
+  }
 }
 
 void CudaRuntime::forget(KernelCore& core) noexcept {

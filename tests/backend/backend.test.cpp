@@ -236,6 +236,25 @@ TEST_P(BackendTest, k2k_delivers_in_fifo_order_between_kernels) {
   EXPECT_EQ(eventually([&] { return fwd.metrics().telemetry.raw.k2k_sent; }, std::uint64_t{kN}), std::uint64_t{kN});
 }
 
+TEST_P(BackendTest, a_route_is_in_use_as_soon_as_connect_returns) {
+  // Each message goes out right after its connect(): the kernel must already count and
+  // use the new route (route counts drive sharding, as in the showcase's ingest).
+  const LaunchOptions o{.block_size = 1, .enable_k2k = true};
+  KernelHandle fwd = launch("test.forwarder", o);
+  std::vector<KernelHandle> sinks;
+  for (std::uint32_t n = 1; n <= 4; ++n) {
+    LaunchOptions so = o;
+    so.kernel_id = "sink" + std::to_string(n);
+    sinks.push_back(launch("test.sink", so));
+    ASSERT_TRUE(rt_->connect(fwd, sinks.back()).ok());
+    ASSERT_TRUE(fwd.send(Item{sinks.back().slot(), static_cast<std::int64_t>(n)}).ok());
+    const Reply ack = fwd.receive<Reply>(5s).value();
+    EXPECT_EQ(static_cast<Status>(ack.source), Status::Ok) << "route " << n;
+    EXPECT_EQ(ack.aux, n) << "routes counted right after connect " << n;
+    EXPECT_EQ(sinks.back().receive<Reply>(5s).value().value, n + 1000);
+  }
+}
+
 TEST_P(BackendTest, k2k_fan_in_from_two_kernels_keeps_order_per_sender) {
   const LaunchOptions o{.block_size = 1, .enable_k2k = true};
   LaunchOptions o1 = o, o2 = o;

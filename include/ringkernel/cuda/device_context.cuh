@@ -9,6 +9,16 @@
 
 namespace ringkernel::detail {
 
+/// Per-block hints for one outbound K2K ring (shared memory): values a thread of this block
+/// wrote or acquired. When the block is the ring's only producer they spare the sender two
+/// L2 round trips per send (the claim word and the consumer's head need not be loaded, and
+/// the tail need not be checked); a stale hint costs a retry, never a wrong result.
+struct RouteHint {
+  std::uint64_t claim;  ///< end of this block's last claim: the expected value of the next CAS
+  std::uint64_t head;   ///< a consumer head acquired by this block (release/acquire, CTA scope)
+  std::uint64_t tail;   ///< the last tail this block published (release/acquire, CTA scope)
+};
+
 /// Per-block bookkeeping in shared memory (the leader warp's mirror of the host words, the
 /// cached K2K routes, the batch handed to the handler threads).
 struct BlockShared {
@@ -40,8 +50,10 @@ struct BlockShared {
   std::uint64_t lat_min;
   std::uint64_t lat_max;
   RouteEntry out_routes[kDeviceMaxRoutes];
+  RouteHint out_hints[kDeviceMaxRoutes];
   RouteEntry in_routes[kDeviceMaxRoutes];
   std::uint64_t in_heads[kDeviceMaxRoutes];
+  DeviceKernel kernel;         // copy of the kernel's description (constant after launch)
 };
 
 // Device helpers (declared in both passes: __global__ bodies are parsed by the host pass).
@@ -53,13 +65,62 @@ __device__ inline std::uint64_t dev_globaltimer_ns() {
 __device__ inline std::uint64_t dev_wall_us(const DeviceKernel* dk) {
   return static_cast<std::uint64_t>(static_cast<std::int64_t>(dev_globaltimer_ns() / 1000) + dk->clock_offset_us);
 }
+// 64-bit words that live in shared memory but are reached through generic pointers (the
+// BlockShared travels as void* in RingContext): a generic 64-bit CAS on shared memory is
+// emulated by the compiler and costs several hundred ns, so these name the space.
+__device__ inline std::uint32_t shared_addr(const void* p) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ inline unsigned long long shared_cas64(const void* p, unsigned long long expect, unsigned long long desired) {
+  unsigned long long old;
+  asm volatile("atom.shared.cas.b64 %0, [%1], %2, %3;" : "=l"(old) : "r"(shared_addr(p)), "l"(expect), "l"(desired) : "memory");
+  return old;
+}
+/// Relaxed (morally strong: volatile is relaxed at system scope in PTX) shared-memory load / store.
+__device__ inline unsigned long long shared_volatile_load64(const void* p) {
+  unsigned long long v;
+  asm volatile("ld.volatile.shared.u64 %0, [%1];" : "=l"(v) : "r"(shared_addr(p)) : "memory");
+  return v;
+}
+__device__ inline void shared_volatile_store64(void* p, unsigned long long v) {
+  asm volatile("st.volatile.shared.u64 [%0], %1;" ::"r"(shared_addr(p)), "l"(v) : "memory");
+}
+
+// Device-memory words reached through generic pointers: a generic atomic must report
+// whether the address was shared memory, so even one whose result is unused waits a full
+// L2 round trip; the global forms below do not (red is fire-and-forget).
+__device__ inline void global_add64(void* p, unsigned long long v) {
+  asm volatile("red.relaxed.gpu.global.add.u64 [%0], %1;" ::"l"(__cvta_generic_to_global(p)), "l"(v) : "memory");
+}
+__device__ inline unsigned long long global_cas64(void* p, unsigned long long expect, unsigned long long desired) {
+  unsigned long long old;
+  asm volatile("atom.relaxed.gpu.global.cas.b64 %0, [%1], %2, %3;"
+               : "=l"(old)
+               : "l"(__cvta_generic_to_global(p)), "l"(expect), "l"(desired)
+               : "memory");
+  return old;
+}
+__device__ inline std::uint32_t shared_volatile_load32(const void* p) {
+  std::uint32_t v;
+  asm volatile("ld.volatile.shared.u32 %0, [%1];" : "=r"(v) : "r"(shared_addr(p)) : "memory");
+  return v;
+}
+
+/// CAS on the kernel clock word: shared memory in actor mode, device memory in parallel mode.
+__device__ inline unsigned long long hlc_cas(unsigned long long* p, unsigned long long expect, unsigned long long desired) {
+  return __isShared(p) ? shared_cas64(p, expect, desired) : global_cas64(p, expect, desired);
+}
+__device__ inline unsigned long long hlc_load(const unsigned long long* p) {
+  return __isShared(p) ? shared_volatile_load64(p) : *reinterpret_cast<const volatile unsigned long long*>(p);
+}
+
 __device__ inline std::uint64_t dev_hlc_tick(const DeviceKernel* dk, const BlockShared* bs, std::uint32_t n = 1) {
   unsigned long long* p = reinterpret_cast<unsigned long long*>(bs->hlc);
   const std::uint64_t now = dev_wall_us(dk);
-  unsigned long long prev = *reinterpret_cast<volatile unsigned long long*>(p);
+  unsigned long long prev = hlc_load(p);
   for (;;) {
     const std::uint64_t first = hlc::next_tick(prev, now);
-    const unsigned long long seen = atomicCAS(p, prev, first + (n ? n - 1 : 0));
+    const unsigned long long seen = hlc_cas(p, prev, first + (n ? n - 1 : 0));
     if (seen == prev) return first;
     prev = seen;
   }
@@ -68,9 +129,9 @@ __device__ inline void dev_hlc_merge(const DeviceKernel* dk, const BlockShared* 
   unsigned long long* p = reinterpret_cast<unsigned long long*>(bs->hlc);
   const std::uint64_t now = dev_wall_us(dk);
   const std::uint64_t r = hlc::pack(remote);
-  unsigned long long prev = *reinterpret_cast<volatile unsigned long long*>(p);
+  unsigned long long prev = hlc_load(p);
   for (;;) {
-    const unsigned long long seen = atomicCAS(p, prev, hlc::next_merge(prev, r, now));
+    const unsigned long long seen = hlc_cas(p, prev, hlc::next_merge(prev, r, now));
     if (seen == prev) return;
     prev = seen;
   }
@@ -80,7 +141,33 @@ __device__ inline void dev_fail(const DeviceKernel* dk, BlockShared* bs, std::ui
   atomicCAS(&dk->work->fault, 0u, code);
 }
 
-/// Copies `bytes` (a multiple of 16, both sides 16-byte aligned) with 16-byte accesses.
+/// Stores `bytes` (a multiple of 16, both sides 16-byte aligned) from a thread-local
+/// buffer into a slot with 16-byte stores (plain loads: the source is the thread's own).
+__device__ inline void dev_store16(void* dst, const void* local, std::uint32_t bytes) {
+  auto* d = static_cast<uint4*>(dst);
+  const auto* s = static_cast<const uint4*>(local);
+  for (std::uint32_t i = 0; i < bytes / 16; ++i) d[i] = s[i];
+}
+
+/// Stores a payload after a slot's envelope (16-byte aligned destination) with the widest
+/// accesses the source's alignment allows.
+__device__ inline void dev_store_payload(std::byte* dst, const void* payload, std::uint32_t size) {
+  const auto* p = static_cast<const unsigned char*>(payload);
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  std::uint32_t i = 0;
+  if ((a & 15u) == 0) {
+    for (; i + 16 <= size; i += 16) *reinterpret_cast<uint4*>(dst + i) = *reinterpret_cast<const uint4*>(p + i);
+  } else if ((a & 7u) == 0) {
+    for (; i + 8 <= size; i += 8)
+      *reinterpret_cast<unsigned long long*>(dst + i) = *reinterpret_cast<const unsigned long long*>(p + i);
+  } else if ((a & 3u) == 0) {
+    for (; i + 4 <= size; i += 4) *reinterpret_cast<unsigned*>(dst + i) = *reinterpret_cast<const unsigned*>(p + i);
+  }
+  for (; i < size; ++i) reinterpret_cast<unsigned char*>(dst)[i] = p[i];
+}
+
+/// Copies `bytes` (a multiple of 16, both sides 16-byte aligned) with 16-byte accesses,
+/// loading through volatile (the source is a slot another agent wrote).
 __device__ inline void dev_copy16(void* dst, const void* src, std::uint32_t bytes) {
   auto* d = static_cast<uint4*>(dst);
   const auto* s = static_cast<const volatile uint4*>(src);
@@ -108,11 +195,15 @@ __device__ inline bool dev_route_from_table(const DeviceKernel* dk, std::uint32_
 
 /// Multi-producer send into a device K2K ring. Lanes of a warp sending to the same ring
 /// are aggregated (the warp-aggregated-atomics pattern): one lane claims a run of positions
-/// with one CAS on the ring's claim word, every lane writes its slot, and the run is
-/// published with one release store of the tail, in claim order (a run waits until every
-/// earlier claim is published). The consumer still sees single-writer head/tail words.
+/// with one CAS on the ring's claim word and takes the run's HLC stamps with one tick, every
+/// lane writes its slot, and the run is published with one release store of the tail, in
+/// claim order (a run waits until every earlier claim is published). The consumer still
+/// sees single-writer head/tail words. `hint` (a cached route's RouteHint, or null) lets a
+/// block that is the ring's only producer claim with one CAS and publish without loading
+/// the ring's words first.
 __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared* bs, const RingView& v, TypeId type,
-                                      const void* payload, std::uint32_t size, std::uint64_t corr) {
+                                      const void* payload, std::uint32_t size, std::uint64_t corr,
+                                      RouteHint* hint = nullptr) {
   RingIndices* ix = v.indices;
   if (size + sizeof(Envelope) > v.slot_size) return Status::TooLarge;
   const unsigned active = __activemask();
@@ -121,55 +212,85 @@ __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared*
   const unsigned first = __ffs(peers) - 1;
   const unsigned rank = __popc(peers & ((1u << lane) - 1u));
   const unsigned count = __popc(peers);
-  std::uint64_t base = 0;
+  std::uint64_t base = 0, stamp = 0;
   unsigned status = static_cast<unsigned>(Status::Ok);
-  bool in_order = true;
+  bool in_order = false;
   if (lane == first) {
     unsigned long long* claim = reinterpret_cast<unsigned long long*>(&ix->claim);
-    // claim, head and tail are loaded together (one L2 round trip), then one CAS.
-    std::uint64_t c = load_relaxed<Scope::Device>(&ix->claim);
-    std::uint64_t head = load_acquire<Scope::Device>(&ix->head);
-    std::uint64_t tail = load_relaxed<Scope::Device>(&ix->tail);
-    for (;;) {
-      if (c + count - head > v.capacity) {
-        // Full, or a consumer that is gone: told apart only here, off the fast path.
-        status = static_cast<unsigned>(load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed
-                                                                                               : Status::QueueFull);
-        break;
+    bool claimed = false;
+    std::uint64_t c = 0, head = 0;
+    if (hint) {  // fast path: the block's own view of the ring, one CAS
+      // Relaxed reads of the hints; the CTA fence after the CAS completes the acquire
+      // pattern before any slot is written (hints are stored after a fence).
+      c = shared_volatile_load64(&hint->claim);
+      head = shared_volatile_load64(&hint->head);
+      const std::uint64_t published = shared_volatile_load64(&hint->tail);
+      if (c + count - head <= v.capacity) {
+        const unsigned long long seen = global_cas64(claim, c, c + count);
+        claimed = seen == c;
+        if (claimed) {
+          base = c;
+          in_order = published == c;  // this block published up to c, and nobody claimed since
+          asm volatile("fence.acq_rel.cta;" ::: "memory");
+        }
       }
-      const unsigned long long seen = atomicCAS(claim, c, c + count);
-      if (seen == c) {
-        base = c;
-        in_order = tail == c;  // nobody before us is still writing
-        break;
-      }
-      c = seen;
+    }
+    if (!claimed) {
+      // claim and tail (relaxed) and head (acquire, issued last so all three are in flight
+      // together: one L2 round trip), then one CAS per attempt.
+      c = load_relaxed<Scope::Device>(&ix->claim);
+      std::uint64_t tail = load_relaxed<Scope::Device>(&ix->tail);
       head = load_acquire<Scope::Device>(&ix->head);
-      tail = load_relaxed<Scope::Device>(&ix->tail);
+      for (;;) {
+        if (c + count - head > v.capacity) {
+          // Full, or a consumer that is gone: told apart only here, off the fast path.
+          status = static_cast<unsigned>(load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed
+                                                                                                 : Status::QueueFull);
+          break;
+        }
+        const unsigned long long seen = global_cas64(claim, c, c + count);
+        if (seen == c) {
+          base = c;
+          in_order = tail == c;  // nobody before us is still writing
+          break;
+        }
+        c = seen;
+        tail = load_relaxed<Scope::Device>(&ix->tail);
+        head = load_acquire<Scope::Device>(&ix->head);
+      }
+      if (hint) {  // off the fast path: a release (fence, then the store)
+        asm volatile("fence.acq_rel.cta;" ::: "memory");
+        shared_volatile_store64(&hint->head, head);
+      }
+    }
+    if (status == static_cast<unsigned>(Status::Ok)) {
+      if (hint) shared_volatile_store64(&hint->claim, base + count);
+      stamp = dev_hlc_tick(dk, bs, count);  // the run's stamps: stamp .. stamp + count - 1
     }
   }
-  status = __shfl_sync(peers, status, first);
+  if (count > 1) {  // share the claim with the run's other lanes (a lone sender has it already)
+    status = __shfl_sync(peers, status, first);
+    base = __shfl_sync(peers, static_cast<unsigned long long>(base), first);
+    stamp = __shfl_sync(peers, static_cast<unsigned long long>(stamp), first) + rank;
+  }
   if (status != static_cast<unsigned>(Status::Ok)) return static_cast<Status>(status);
-  base = __shfl_sync(peers, static_cast<unsigned long long>(base), first);
   const std::uint64_t pos = base + rank;
   alignas(16) unsigned char buf[sizeof(Envelope)];
-  Envelope env{type, corr, hlc::unpack(dev_hlc_tick(dk, bs), dk->node_id), size, static_cast<std::uint16_t>(dk->slot + 1),
+  Envelope env{type, corr, hlc::unpack(stamp, dk->node_id), size, static_cast<std::uint16_t>(dk->slot + 1),
                static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
   memcpy(buf, &env, sizeof env);
   std::byte* slot = v.slot(pos);
-  dev_copy16(slot, buf, sizeof env);
-  const auto* p = static_cast<const unsigned char*>(payload);
-  std::uint32_t i = 0;
-  if ((reinterpret_cast<std::uintptr_t>(p) & 15u) == 0) {
-    for (; i + 16 <= size; i += 16)
-      *reinterpret_cast<uint4*>(slot + sizeof env + i) = *reinterpret_cast<const uint4*>(p + i);
-  }
-  for (; i < size; ++i) reinterpret_cast<unsigned char*>(slot)[sizeof env + i] = p[i];
+  dev_store16(slot, buf, sizeof env);
+  dev_store_payload(slot + sizeof env, payload, size);
   __syncwarp(peers);  // every lane's slot is written before the run is published
   if (lane == first) {
     if (!in_order)
       while (load_acquire<Scope::Device>(&ix->tail) != base) __nanosleep(20);
-    store_release<Scope::Device>(&ix->tail, base + count);  // pairs with the consumer's acquire of tail
+    // One fence, then the tail (pairs with the consumer's acquire) and the block's hint:
+    // both stores follow the fence, so each is a release of the run's slot writes.
+    asm volatile("fence.acq_rel.gpu;" ::: "memory");
+    asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(&ix->tail), "l"(base + count) : "memory");
+    if (hint) shared_volatile_store64(&hint->tail, base + count);
   }
   __syncwarp(peers);
   return Status::Ok;
@@ -249,7 +370,8 @@ RK_HOST_DEVICE inline HlcTimestamp RingContext::hlc_tick() noexcept {
 
 RK_HOST_DEVICE inline HlcTimestamp RingContext::hlc_now() noexcept {
 #if RK_DEVICE_PASS
-  return hlc::unpack(*reinterpret_cast<volatile std::uint64_t*>(static_cast<const detail::BlockShared*>(device_block_)->hlc),
+  return hlc::unpack(detail::hlc_load(reinterpret_cast<const unsigned long long*>(
+                         static_cast<const detail::BlockShared*>(device_block_)->hlc)),
                      device_->node_id);
 #else
   return detail::cpu_hlc_now(cpu_);
@@ -284,26 +406,30 @@ RK_HOST_DEVICE inline Status RingContext::k2k_send_bytes(std::uint32_t dest, Typ
   detail::DeviceWork* w = dk->work;
   if (dk->k2k_enabled) {
     const RingView* view = nullptr;
+    detail::RouteHint* hint = nullptr;
     for (std::uint32_t i = 0; i < bs->out_count && !view; ++i)
-      if (bs->out_routes[i].peer == dest) view = &bs->out_routes[i].view;
+      if (bs->out_routes[i].peer == dest) {
+        view = &bs->out_routes[i].view;
+        hint = &bs->out_hints[i];
+      }
     detail::RouteEntry fresh;
     for (std::uint32_t i = bs->out_count; !view && detail::dev_route_from_table(dk, i, fresh); ++i)
       if (fresh.peer == dest) view = &fresh.view;  // connected moments ago, not cached yet
     if (view) {
-      const Status s = detail::dev_k2k_push(dk, bs, *view, type, payload, size, msg_corr_);
-      if (s == Status::Ok) atomicAdd(reinterpret_cast<unsigned long long*>(&w->k2k_sent), 1ull);
-      if (s == Status::Closed) atomicAdd(reinterpret_cast<unsigned long long*>(&w->dead_letters), 1ull);
+      const Status s = detail::dev_k2k_push(dk, bs, *view, type, payload, size, msg_corr_, hint);
+      if (s == Status::Ok) detail::global_add64(&w->k2k_sent, 1ull);
+      if (s == Status::Closed) detail::global_add64(&w->dead_letters, 1ull);
       return s;
     }
     if (dest < dk->directory_size) {
       const std::int64_t t = *reinterpret_cast<const volatile std::int64_t*>(&dk->tenants[dest]);
       if (t >= 0 && static_cast<std::uint64_t>(t) != dk->tenant_id) {
-        atomicAdd(reinterpret_cast<unsigned long long*>(&w->tenant_rejections), 1ull);
+        detail::global_add64(&w->tenant_rejections, 1ull);
         return Status::TenantMismatch;
       }
     }
   }
-  atomicAdd(reinterpret_cast<unsigned long long*>(&w->dead_letters), 1ull);
+  detail::global_add64(&w->dead_letters, 1ull);
   return Status::NoRoute;
 #else
   return detail::cpu_k2k_send(cpu_, dest, type, payload, size, msg_corr_);
@@ -315,9 +441,11 @@ RK_HOST_DEVICE inline Status RingContext::k2k_try_receive_bytes(TypeId type, voi
 #if RK_DEVICE_PASS
   auto* bs = static_cast<detail::BlockShared*>(device_block_);
   if (threadIdx.x == 0) {
-    // Thread 0 is the leader that owns the inbound cache: take routes connected moments
-    // ago straight from the host's table (acquire of the count, then the entries).
-    const std::uint32_t c = load_acquire<Scope::System>(&device_->routes->in_count);
+    // Thread 0 is the leader that owns the inbound cache: take routes the poller has seen
+    // appear since the leader last looked (connect() waits until the leader has them, so
+    // this only matters for a handler that has been running since before the connect).
+    const std::uint32_t c = detail::shared_volatile_load32(&bs->in_count_seen);
+    if (c != bs->in_count) asm volatile("fence.acq_rel.cta;" ::: "memory");  // acquire: pairs with the poller's release
     while (bs->in_count < c && bs->in_count < detail::kDeviceMaxRoutes) {
       detail::copy_route(bs->in_routes[bs->in_count], &device_->routes->in[bs->in_count]);
       bs->in_heads[bs->in_count] = 0;
@@ -365,7 +493,7 @@ RK_HOST_DEVICE inline Status RingContext::publish_bytes(std::uint64_t topic, Typ
       atomicMax(reinterpret_cast<unsigned long long*>(&w->pub_head_cache), static_cast<unsigned long long>(head));
       if (c - head >= v.capacity) return Status::QueueFull;
     }
-    const unsigned long long seen = atomicCAS(claim, c, c + 1);
+    const unsigned long long seen = detail::global_cas64(claim, c, c + 1);
     if (seen == c) break;
     c = seen;
   }
@@ -374,9 +502,8 @@ RK_HOST_DEVICE inline Status RingContext::publish_bytes(std::uint64_t topic, Typ
                      static_cast<std::uint16_t>(dk->slot + 1), static_cast<std::uint8_t>(Priority::Normal), 0};
   memcpy(buf, &env, sizeof env);
   std::byte* slot = v.slot(c);
-  detail::dev_copy16(slot, buf, sizeof env);
-  const auto* p = static_cast<const unsigned char*>(payload);
-  for (std::uint32_t i = 0; i < size; ++i) reinterpret_cast<volatile unsigned char*>(slot)[sizeof env + i] = p[i];
+  detail::dev_store16(slot, buf, sizeof env);
+  detail::dev_store_payload(slot + sizeof env, payload, size);
   while (load_acquire<Scope::Device>(&w->pub_tail) != c) __nanosleep(20);
   store_release<Scope::System>(&v.indices->tail, c + 1);  // pairs with the pump's acquire
   store_release<Scope::Device>(&w->pub_tail, c + 1);

@@ -47,7 +47,11 @@ struct alignas(64) DeviceCounters {
   std::uint64_t tenant_rejections;
   std::uint64_t k2k_sent;
   std::uint64_t started;  ///< 1 once the loop runs (launch check)
-  std::uint64_t reserved[4];
+  /// Routes block 0's leader has taken into its cache: out_count << 32 | in_count. The
+  /// host's connect() waits for it, so a message sent after connect() returns is handled
+  /// by a kernel that knows the new route (ctx.k2k_route_count() included).
+  std::uint64_t routes_seen;
+  std::uint64_t reserved[3];
 };
 
 /// Actor pool commands (mapped memory): the host writes `command` (seq << 32 | op << 24 |
@@ -79,6 +83,7 @@ struct alignas(128) DeviceWork {
   std::uint32_t batch_done;       ///< blocks finished with the current epoch
   std::uint32_t stop;             ///< block 0 tells the others to leave
   std::uint64_t batch_hlc;        ///< packed HLC of the batch's first response
+  std::uint64_t batch_routes;     ///< block 0's route counts (out << 32 | in) for the other blocks
   // ctx.publish: multi-producer claim of the mapped publish ring (device-side words)
   std::uint64_t pub_claim;
   std::uint64_t pub_head_cache;   ///< last host head seen
