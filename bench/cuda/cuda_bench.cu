@@ -150,6 +150,17 @@ struct K2KLatencySink {
   }
 };
 
+/// Publishes one stamp to topic `a` (sequence `b`): publish -> delivery latency.
+struct StampPublisher {
+  using Request = Req16;
+  using Response = void;
+  RK_HOST_DEVICE void operator()(RingContext& ctx, NoState&, const Req16& in) const {
+    if (ctx.thread_id() != 0) return;
+    while (ctx.publish(in.a, Stamp{now_ns(), in.b}) == Status::QueueFull) {
+    }
+  }
+};
+
 /// Counts what arrives (no reply): throughput is read from its telemetry.
 struct K2KCountSink {
   using Request = Stamp;
@@ -189,6 +200,7 @@ RK_KERNEL("bench.k2k_source", bench::K2KSource);
 RK_KERNEL("bench.k2k_latency_sink", bench::K2KLatencySink);
 RK_KERNEL("bench.k2k_count_sink", bench::K2KCountSink);
 RK_KERNEL("bench.k2k_pinger", bench::K2KPinger);
+RK_KERNEL("bench.stamp_publisher", bench::StampPublisher);
 RK_KERNEL("bench.k2k_ponger", bench::K2KPonger);
 
 __global__ void empty_kernel() {}
@@ -439,6 +451,35 @@ void bench_k2k(RingKernel& rt, int hops, int pairs, std::uint64_t per_pair) {
       fmt("%.1f M msg/s", double(per_thread * 256 * pairs) / secs / 1e6));
 }
 
+/// Publish -> delivery between two kernels: measured on the device (stamp at publish, read
+/// in the subscriber's handler), with the subscriber served on the device, and the same
+/// publish through the host broker (a pull-mode subscriber is one the device does not
+/// serve) in the same run.
+void bench_publish(RingKernel& rt, int iters) {
+  Broker& b = rt.broker();
+  const TopicId topic = b.topic<bench::Stamp>("bench/stamps").value();
+  for (const bool device : {true, false}) {
+    const std::string tag = device ? "dev" : "host";
+    auto pub = rt.launch("bench.stamp_publisher", LaunchOptions{.block_size = 32, .kernel_id = "publisher-" + tag}).value();
+    LaunchOptions so{.block_size = 32, .kernel_id = "stamp_sink-" + tag};
+    if (!device) so.k2k_delivery = K2KDelivery::Pull;
+    auto sink = rt.launch("bench.k2k_latency_sink", so).value();
+    const SubscriptionId sub = b.subscribe_kernel("bench/stamps", sink).value();
+    std::vector<double> ns;
+    for (int i = -500; i < iters; ++i) {
+      pub.send(bench::Req16{topic, static_cast<std::uint64_t>(i)}).value();
+      const bench::Resp16 r = sink.receive<bench::Resp16>(std::chrono::seconds(5)).value();
+      if (i >= 0) ns.push_back(double(r.a));
+    }
+    b.unsubscribe(sub).value();
+    pub.terminate().value();
+    sink.terminate().value();
+    const Percentiles p = percentiles(ns);
+    row(device ? "g. publish -> delivery, kernel to kernel on the device" : "g. baseline: the same publish via the host broker",
+        fmt("p50 %.0f ns  p99 %.0f ns", p.p50, p.p99));
+  }
+}
+
 /// Actor pool: host-observed latency of creating / restarting an actor inside the running
 /// kernel (spawn_actor / restart_actor return once the kernel acknowledged), and a message
 /// round trip to a pool actor beside one to a plain kernel (the pool's poller also watches
@@ -503,15 +544,15 @@ void bench_telemetry_cost(RingKernel& rt, std::uint64_t per_kernel) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --quick: fewer iterations; --only=LETTERS: the sections to run (a b c e f; default all).
+  // --quick: fewer iterations; --only=LETTERS: the sections to run (a b c e f g; default all).
   bool quick = false;
-  std::string only = "abcef";
+  std::string only = "abcefg";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") quick = true;
     else if (arg.rfind("--only=", 0) == 0) only = arg.substr(7);
     else {
-      std::fprintf(stderr, "usage: cuda_bench [--quick] [--only=abcef]\n");
+      std::fprintf(stderr, "usage: cuda_bench [--quick] [--only=abcefg]\n");
       return 2;
     }
   }
@@ -546,6 +587,7 @@ int main(int argc, char** argv) {
   if (want('c')) bench_k2k(rt, quick ? 2000 : 20000, 8, quick ? 1u << 20 : 1u << 23);
   if (want('e')) bench_actor_pool(rt, quick ? 1000 : 5000);
   if (want('f')) bench_telemetry_cost(rt, quick ? 1'000'000 : 5'000'000);
+  if (want('g')) bench_publish(rt, quick ? 2000 : 20000);
   std::printf("\n==== summary (%s) ====\n", a.device.c_str());
   for (const auto& r : rows) std::printf("%s\n", r.c_str());
   return 0;

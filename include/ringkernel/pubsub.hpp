@@ -46,6 +46,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -180,6 +181,28 @@ struct BrokerStats {
   std::uint64_t unroutable = 0;   ///< publishes to an unknown topic id, or of the wrong type
 };
 
+namespace detail {
+/// A kernel subscription of a topic, as a backend that delivers kernel publishes on its
+/// device sees it.
+struct KernelRoute {
+  SubscriptionId id = 0;
+  KernelCore* kernel = nullptr;
+  OverflowPolicy overflow = OverflowPolicy::Backpressure;
+};
+/// Who a registered topic feeds: its kernel subscriptions, and whether anything else
+/// (a host subscription, retained messages) needs each publish to reach the broker.
+struct TopicRoute {
+  TopicId topic = 0;
+  TypeId type = 0;
+  std::uint32_t size = 0;
+  bool others = false;
+  std::vector<KernelRoute> kernels;
+};
+/// Called with a fresh snapshot (and an increasing version) whenever topics or
+/// subscriptions change; runs under the broker's index lock, so it must not call the broker.
+using RouteListener = std::function<void(std::uint64_t version, const std::vector<TopicRoute>& routes)>;
+}  // namespace detail
+
 class Broker {
  public:
   /// A stand-alone broker with its own clock (node id 0 unless given).
@@ -224,8 +247,11 @@ class Broker {
                                   std::chrono::nanoseconds timeout);
   /// Backends' entry point: a message published by kernel `source_slot` with the kernel's
   /// own stamp (merged into the broker's clock, so host events after it order after it).
+  /// `delivered` names kernel subscriptions the backend has already delivered this
+  /// message to on its device: the broker skips them.
   Status publish_from_kernel(TopicId topic, TypeId type, const void* payload, std::uint32_t size,
-                             const HlcTimestamp& stamp, std::uint32_t source_slot) noexcept;
+                             const HlcTimestamp& stamp, std::uint32_t source_slot,
+                             std::span<const SubscriptionId> delivered = {}) noexcept;
 
   // -- subscribing ----------------------------------------------------------------------
   /// Errors: InvalidArgument (malformed pattern, capacity 0).
@@ -262,6 +288,14 @@ class Broker {
 
   /// Runtime hook: drops kernel subscriptions feeding `core` (its handle is going away).
   void forget_kernel(const detail::KernelCore& core) noexcept;
+  /// Backend hooks for publish delivery on a device: `listener` gets the current routes
+  /// at once and after every change, until cleared. One listener per owner.
+  void set_route_listener(const void* owner, detail::RouteListener listener);
+  void clear_route_listener(const void* owner) noexcept;
+  /// Counts publishes a backend delivered on its device without the broker, so that
+  /// BrokerStats::published / delivered / dropped cover them (per-subscription and
+  /// per-topic figures do not).
+  void count_device_deliveries(std::uint64_t published, std::uint64_t delivered, std::uint64_t dropped) noexcept;
 
  private:
   std::unique_ptr<detail::BrokerImpl> impl_;

@@ -267,6 +267,7 @@ class BrokerImpl {
     t->options = opt;
     refresh_subscribers(*t);
     topics_.emplace(id, std::move(t));
+    notify_locked();
     return id;
   }
 
@@ -302,9 +303,9 @@ class BrokerImpl {
 
   // -- publishing -----------------------------------------------------------------------
   Status publish(TopicId id, TypeId type, const void* payload, std::uint32_t size, const HlcTimestamp* kernel_stamp,
-                 std::uint32_t source) noexcept {
+                 std::uint32_t source, std::span<const SubscriptionId> skip = {}) noexcept {
     try {
-      return publish_impl(id, type, payload, size, kernel_stamp, source);
+      return publish_impl(id, type, payload, size, kernel_stamp, source, skip);
     } catch (const std::bad_alloc&) {
       refused_.fetch_add(1, std::memory_order_relaxed);
       return Status::QueueFull;  // no memory for the copies: nothing was delivered
@@ -333,6 +334,7 @@ class BrokerImpl {
         matching.push_back(t.get());
     }
     if (opt.receive_retained) deliver_retained(*sub, matching);
+    notify_locked();
     return sub->id;
   }
 
@@ -341,6 +343,7 @@ class BrokerImpl {
     auto it = subs_.find(id);
     if (it == subs_.end()) return unknown(id);
     remove_locked(it);
+    notify_locked();
     return {};
   }
 
@@ -351,6 +354,20 @@ class BrokerImpl {
       if (it->second->kernel == &core) remove_locked(it);
       it = next;
     }
+    notify_locked();
+  }
+
+  void set_listener(const void* owner, RouteListener listener) {
+    std::unique_lock lock(index_mutex_);
+    std::erase_if(listeners_, [owner](const auto& l) { return l.first == owner; });
+    listeners_.emplace_back(owner, std::move(listener));
+    const auto routes = snapshot_locked();
+    listeners_.back().second(route_version_, routes);
+  }
+
+  void clear_listener(const void* owner) noexcept {
+    std::unique_lock lock(index_mutex_);
+    std::erase_if(listeners_, [owner](const auto& l) { return l.first == owner; });
   }
 
   Result<std::shared_ptr<Subscription>> find(SubscriptionId id, bool host_only) const {
@@ -427,7 +444,8 @@ class BrokerImpl {
 
  private:
   Status publish_impl(TopicId id, TypeId type, const void* payload, std::uint32_t size,
-                      const HlcTimestamp* kernel_stamp, std::uint32_t source) {
+                      const HlcTimestamp* kernel_stamp, std::uint32_t source, std::span<const SubscriptionId> skip) {
+    auto skipped = [&](const Subscription* s) { return std::find(skip.begin(), skip.end(), s->id) != skip.end(); };
     std::shared_lock lock(index_mutex_);
     auto it = topics_.find(id);
     if (it == topics_.end() || it->second->type != type || it->second->size != size) {
@@ -449,7 +467,7 @@ class BrokerImpl {
     for (Subscription* s : t.subscribers) locks.emplace_back(s->mutex);
     // Phase 1: a full Backpressure subscription refuses the message for everyone.
     for (Subscription* s : t.subscribers) {
-      if (s->options.overflow == OverflowPolicy::Backpressure && s->full()) {
+      if (s->options.overflow == OverflowPolicy::Backpressure && !skipped(s) && s->full()) {
         ++s->stats.refused;
         t.refused.fetch_add(1, std::memory_order_relaxed);
         refused_.fetch_add(1, std::memory_order_relaxed);
@@ -464,7 +482,7 @@ class BrokerImpl {
     p.payload.assign(static_cast<const std::byte*>(payload), static_cast<const std::byte*>(payload) + size);
     std::vector<Subscription*> woken;
     for (Subscription* s : t.subscribers) {
-      if (offer(*s, p)) woken.push_back(s);
+      if (!skipped(s) && offer(*s, p)) woken.push_back(s);
     }
     if (t.options.retain != 0) {
       p.retained = true;
@@ -476,6 +494,36 @@ class BrokerImpl {
     locks.clear();
     for (Subscription* s : woken) s->cv.notify_all();
     return Status::Ok;
+  }
+
+  /// Who each topic feeds (caller holds the index lock).
+  std::vector<TopicRoute> snapshot_locked() const {
+    std::vector<TopicRoute> out;
+    out.reserve(topics_.size());
+    for (const auto& [id, t] : topics_) {
+      TopicRoute r;
+      r.topic = id;
+      r.type = t->type;
+      r.size = t->size;
+      r.others = t->options.retain != 0;
+      for (const Subscription* s : t->subscribers) {
+        if (s->kernel)
+          r.kernels.push_back(KernelRoute{s->id, s->kernel, s->options.overflow});
+        else
+          r.others = true;
+      }
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  /// Tells the backends' listeners that routes changed (caller holds the index lock
+  /// exclusively, so listeners see the versions in order).
+  void notify_locked() {
+    ++route_version_;
+    if (listeners_.empty()) return;
+    const auto routes = snapshot_locked();
+    for (auto& [owner, listener] : listeners_) listener(route_version_, routes);
   }
 
   /// Puts a copy of `p` into `s` under its overflow policy. Caller holds s.mutex.
@@ -570,6 +618,10 @@ class BrokerImpl {
   std::unordered_map<SubscriptionId, std::shared_ptr<Subscription>> subs_;
   TrieNode trie_;
   SubscriptionId next_sub_ = 1;
+  std::vector<std::pair<const void*, RouteListener>> listeners_;
+  std::uint64_t route_version_ = 0;
+
+ public:
   std::atomic<std::uint64_t> published_{0}, delivered_{0}, refused_{0}, dropped_{0}, unroutable_{0};
 };
 
@@ -594,8 +646,9 @@ Status Broker::publish_bytes(TopicId topic, TypeId type, const void* payload, st
 }
 
 Status Broker::publish_from_kernel(TopicId topic, TypeId type, const void* payload, std::uint32_t size,
-                                   const HlcTimestamp& stamp, std::uint32_t source_slot) noexcept {
-  return impl_->publish(topic, type, payload, size, &stamp, source_slot + 1);
+                                   const HlcTimestamp& stamp, std::uint32_t source_slot,
+                                   std::span<const SubscriptionId> delivered) noexcept {
+  return impl_->publish(topic, type, payload, size, &stamp, source_slot + 1, delivered);
 }
 
 Result<void> Broker::publish_wait_bytes(TopicId topic, TypeId type, const void* payload, std::uint32_t size,
@@ -748,5 +801,14 @@ Result<SubscriptionStats> Broker::stats(SubscriptionId id) const {
 BrokerStats Broker::stats() const { return impl_->stats(); }
 HlcClock& Broker::clock() noexcept { return impl_->clock(); }
 void Broker::forget_kernel(const detail::KernelCore& core) noexcept { impl_->forget_kernel(core); }
+void Broker::set_route_listener(const void* owner, detail::RouteListener listener) {
+  impl_->set_listener(owner, std::move(listener));
+}
+void Broker::clear_route_listener(const void* owner) noexcept { impl_->clear_listener(owner); }
+void Broker::count_device_deliveries(std::uint64_t published, std::uint64_t delivered, std::uint64_t dropped) noexcept {
+  impl_->published_.fetch_add(published, std::memory_order_relaxed);
+  impl_->delivered_.fetch_add(delivered, std::memory_order_relaxed);
+  impl_->dropped_.fetch_add(dropped, std::memory_order_relaxed);
+}
 
 }  // namespace ringkernel

@@ -19,9 +19,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "../core/runtime_core.hpp"
@@ -139,7 +142,15 @@ class CudaRuntime final : public RingKernelRuntime {
   cudaStream_t setup_stream() const noexcept { return setup_; }
   std::int64_t clock_offset_us() const noexcept { return clock_offset_us_; }
   std::int64_t* directory() const noexcept { return directory_; }
+  DeviceTopicTable* const* topic_word() const noexcept { return topic_word_; }
   int sm_count() const noexcept { return sm_count_; }
+  /// Bump allocation from the K2K arena (device memory allocated before any kernel ran).
+  Result<std::byte*> arena_alloc(std::size_t bytes, const char* what);
+  /// Device publish routing: registers with the runtime's broker once (first kernel start).
+  void listen_for_routes(Broker& broker);
+  /// Kernel subscriptions the device served for publishes made under routing `version`.
+  std::vector<SubscriptionId> device_routed(std::uint32_t version, TopicId topic);
+  std::mutex routes_mutex;  ///< route tables and inbound ring lists of this runtime's kernels
   bool poisoned() const noexcept { return poisoned_.load(); }
   void poison() noexcept { poisoned_.store(true); }
 
@@ -170,6 +181,19 @@ class CudaRuntime final : public RingKernelRuntime {
   // track, and which would need a device allocation while kernels spin).
   std::byte* k2k_arena_ = nullptr;
   std::size_t k2k_arena_used_ = 0;
+  std::mutex arena_mutex_;  // a leaf lock
+  // Publish routing (see DeviceTopicTable): the table word every kernel reads, the inbox
+  // of each subscriber kernel, and per routing version the subscriptions served on the
+  // device per topic. table_mutex_ is taken under the broker's index lock (the listener),
+  // never the other way round.
+  void on_routes(std::uint64_t version, const std::vector<TopicRoute>& routes);
+  std::optional<RingView> inbox_for(KernelCore& core, CudaKernel& k);
+  DeviceTopicTable** topic_word_ = nullptr;
+  std::mutex table_mutex_;
+  std::unordered_map<const KernelCore*, RingView> inboxes_;
+  std::map<std::uint32_t, std::unordered_map<TopicId, std::vector<SubscriptionId>>> device_routed_;
+  std::once_flag listen_once_;
+  Broker* broker_ = nullptr;
 
  public:
   static constexpr std::size_t kK2KArenaBytes = std::size_t{128} << 20;
@@ -198,26 +222,26 @@ class CudaKernel final : public KernelBackend {
 
   RouteTable* routes() const noexcept { return routes_; }
   const DeviceCounters* counters() const noexcept { return counters_; }
-  bool running() const noexcept { return running_; }
+  bool running() const noexcept { return running_.load(); }
+  CudaRuntime& runtime() const noexcept { return rt_; }
   /// Hands the kernel's device publishes to the broker; returns how many (pump thread).
   /// A publish the broker refuses for backpressure (a full subscription) stays in the ring
   /// and is offered again on the next pass, so a slow subscriber fills the ring and the
   /// kernel's ctx.publish sees QueueFull: nothing is lost. Unroutable publishes (no such
   /// topic, wrong type) are counted by the broker and released.
-  std::uint32_t pump_publishes() noexcept {
-    const std::uint32_t n = publish_.available(64);
-    std::uint32_t i = 0;
-    for (; i < n; ++i) {
-      const std::byte* slot = publish_.slot(i);
-      Envelope env;
-      std::memcpy(&env, slot, sizeof env);
-      if (!core_.broker) continue;
-      const Status s = core_.broker->publish_from_kernel(env.correlation_id, env.type_id, slot + sizeof env,
-                                                         env.payload_size, env.timestamp, core_.slot);
-      if (s == Status::QueueFull) break;
-    }
-    if (i) publish_.release(i);
-    return i;
+  std::uint32_t pump_publishes() noexcept;
+  /// Adds what the kernel delivered on the device since the last call to the broker's
+  /// totals (pump thread).
+  void fold_device_counts() noexcept {
+    if (!core_.broker) return;
+    const std::uint64_t only = load_relaxed(&counters_->pub_device_only);
+    const std::uint64_t delivered = load_relaxed(&counters_->pub_delivered);
+    const std::uint64_t dropped = load_relaxed(&counters_->pub_dropped);
+    if (only == folded_[0] && delivered == folded_[1] && dropped == folded_[2]) return;
+    core_.broker->count_device_deliveries(only - folded_[0], delivered - folded_[1], dropped - folded_[2]);
+    folded_[0] = only;
+    folded_[1] = delivered;
+    folded_[2] = dropped;
   }
   std::uint32_t k2k_slot_size() const noexcept { return k2k_slot_size_; }
   std::vector<RingIndices*> inbound_rings;  // device memory; closed when this kernel goes
@@ -241,14 +265,39 @@ class CudaKernel final : public KernelBackend {
   RouteTable* routes_ = nullptr;
   DeviceCounters* counters_ = nullptr;
   RingConsumer<> publish_;
+  std::uint64_t folded_[3] = {0, 0, 0};  // device publish counters already given to the broker
   cudaStream_t stream_ = nullptr;
   std::uint32_t threads_ = 0;
   std::uint32_t shared_bytes_ = 0;
   std::uint32_t k2k_slot_size_ = 0;
-  bool running_ = false;
+  std::atomic<bool> running_{false};  // read by the route listener on other threads
   bool stuck_ = false;
   cudaError_t fault_ = cudaSuccess;
 };
+
+std::uint32_t CudaKernel::pump_publishes() noexcept {
+  const std::uint32_t n = publish_.available(64);
+  std::uint32_t i = 0;
+  std::vector<SubscriptionId> served;
+  for (; i < n; ++i) {
+    const std::byte* slot = publish_.slot(i);
+    Envelope env;
+    std::memcpy(&env, slot, sizeof env);
+    if (!core_.broker) continue;
+    served.clear();
+    if (env.flags & kEnvelopeDeviceRouted) {
+      // Delivered on the device to some kernel subscribers already: the broker skips them.
+      std::uint32_t version = 0;
+      std::memcpy(&version, slot + sizeof env + kPublishMaxPayload, sizeof version);
+      served = rt_.device_routed(version, env.correlation_id);
+    }
+    const Status s = core_.broker->publish_from_kernel(env.correlation_id, env.type_id, slot + sizeof env,
+                                                       env.payload_size, env.timestamp, core_.slot, served);
+    if (s == Status::QueueFull) break;
+  }
+  if (i) publish_.release(i);
+  return i;
+}
 
 void CudaRuntime::pump_loop() {
   unsigned idle = 0;
@@ -256,7 +305,10 @@ void CudaRuntime::pump_loop() {
     std::uint32_t moved = 0;
     {
       std::lock_guard lock(mutex_);
-      for (CudaKernel* k : pumped_) moved += k->pump_publishes();
+      for (CudaKernel* k : pumped_) {
+        moved += k->pump_publishes();
+        k->fold_device_counts();
+      }
     }
     if (moved) {
       idle = 0;
@@ -311,6 +363,10 @@ Result<void> CudaRuntime::init() {
 
   RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&k2k_arena_), kK2KArenaBytes), ErrorCode::OutOfMemory,
               "cudaMalloc of the 128 MiB K2K ring arena");
+  // The publish routing table word (null: no table yet) at the arena's start.
+  topic_word_ = reinterpret_cast<DeviceTopicTable**>(k2k_arena_);
+  k2k_arena_used_ = 256;
+  RK_CUDA_TRY(cudaMemsetAsync(topic_word_, 0, sizeof(void*), setup_), ErrorCode::BackendError, "cudaMemset (routing word)");
 
   // Tenant directory (device memory): -1 = free slot.
   RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&directory_), sizeof(std::int64_t) * RuntimeCore::kMaxKernels),
@@ -322,6 +378,7 @@ Result<void> CudaRuntime::init() {
 }
 
 CudaRuntime::~CudaRuntime() {
+  if (broker_) broker_->clear_route_listener(this);  // the broker outlives the backends
   pump_stop_.store(true, std::memory_order_release);
   if (pump_.joinable()) pump_.join();
   std::lock_guard lock(mutex_);
@@ -395,7 +452,7 @@ Result<void> CudaKernel::allocate() {
   const std::size_t off_out_idx = off; off = align(off + sizeof(RingIndices), 128);
   const std::size_t off_in = off; off = align(off + std::size_t{o.input_queue_capacity} * in_slot, 128);
   const std::size_t off_out = off; off = align(off + std::size_t{o.output_queue_capacity} * out_slot, 128);
-  const std::uint32_t pub_slot = slot_size_for(kPublishMaxPayload);
+  const std::uint32_t pub_slot = slot_size_for(kPublishMaxPayload + kPublishTrailer);
   const std::size_t off_pub_idx = off; off = align(off + sizeof(RingIndices), 128);
   const std::size_t off_pub = off; off = align(off + std::size_t{kPublishCapacity} * pub_slot, 128);
   const std::size_t off_mailbox = off; off = align(off + sizeof(ActorMailbox), 128);
@@ -484,6 +541,7 @@ Result<void> CudaKernel::allocate() {
   d.actor_alive = actor_alive_;
   d.initial_state = initial_state_;
   d.actor_mailbox = reinterpret_cast<ActorMailbox*>(dev_at(off_mailbox));
+  d.topics = rt_.topic_word();
   const auto tenant = static_cast<std::int64_t>(o.tenant_id);
   RK_CUDA_TRY(cudaMemcpyAsync(state_, init.data(), init.size(), cudaMemcpyHostToDevice, s), ErrorCode::BackendError, "state upload");
   if (initial_state_)
@@ -519,6 +577,7 @@ Result<void> CudaKernel::start() {
   if (e != cudaSuccess) return cuda_error(ErrorCode::LaunchFailed, "launching kernel '" + core_.id.value + "'", e);
   running_ = true;
   rt_.kernel_started(this);
+  if (core_.broker) rt_.listen_for_routes(*core_.broker);
   // A persistent kernel that cannot get an SM never starts: check it did, within 5 s.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (load_acquire(&counters_->started) == 0) {
@@ -603,36 +662,43 @@ Result<void> CudaKernel::stop(Duration timeout) {
   return wait_stream(timeout);
 }
 
+Result<std::byte*> CudaRuntime::arena_alloc(std::size_t bytes, const char* what) {
+  bytes = (bytes + 255) & ~std::size_t{255};
+  std::lock_guard lock(arena_mutex_);
+  if (k2k_arena_used_ + bytes > kK2KArenaBytes)
+    return Error(ErrorCode::OutOfMemory, std::string(what) + ": the K2K ring arena (128 MiB per runtime) is exhausted; "
+                                         "use smaller k2k_queue_capacity / input_queue_capacity values");
+  std::byte* mem = k2k_arena_ + k2k_arena_used_;
+  k2k_arena_used_ += bytes;
+  return mem;
+}
+
 Result<void> CudaRuntime::connect(KernelCore& from, KernelCore& to) {
   auto* f = static_cast<CudaKernel*>(from.impl.get());
   auto* t = static_cast<CudaKernel*>(to.impl.get());
   RouteTable* fr = f->routes();
   RouteTable* tr = t->routes();
+  std::unique_lock routes_lock(routes_mutex);
   const std::uint32_t oc = load_acquire(&fr->out_count), ic = load_acquire(&tr->in_count);
   if (oc >= kDeviceMaxRoutes || ic >= kDeviceMaxRoutes)
     return Error(ErrorCode::K2KError, "connect: a CUDA kernel has at most " + std::to_string(kDeviceMaxRoutes) +
-                                          " outbound and inbound K2K routes");
+                                          " outbound and inbound K2K routes (a kernel subscriber's publish inbox takes "
+                                          "one inbound route)");
   const std::uint32_t cap = from.options.k2k_queue_capacity;
   const std::uint32_t slot = t->k2k_slot_size();
-  const std::size_t bytes = (sizeof(RingIndices) + std::size_t{cap} * slot + 255) & ~std::size_t{255};
-  std::byte* mem = nullptr;
-  {
-    std::lock_guard lock(mutex_);
-    if (k2k_arena_used_ + bytes > kK2KArenaBytes)
-      return Error(ErrorCode::OutOfMemory, "connect: the K2K ring arena (128 MiB per runtime) is exhausted; use smaller "
-                                           "k2k_queue_capacity values");
-    mem = k2k_arena_ + k2k_arena_used_;
-    k2k_arena_used_ += bytes;
-  }
-  RK_CUDA_TRY(cudaMemsetAsync(mem, 0, bytes, setup_), ErrorCode::BackendError, "cudaMemset (K2K ring)");
+  auto mem = arena_alloc(sizeof(RingIndices) + std::size_t{cap} * slot, "connect");
+  if (!mem) return mem.error();
+  RK_CUDA_TRY(cudaMemsetAsync(*mem, 0, sizeof(RingIndices) + std::size_t{cap} * slot, setup_), ErrorCode::BackendError,
+              "cudaMemset (K2K ring)");
   RK_CUDA_TRY(cudaStreamSynchronize(setup_), ErrorCode::BackendError, "setup stream");
-  const RingView view{reinterpret_cast<RingIndices*>(mem), mem + sizeof(RingIndices), cap, slot};
+  const RingView view{reinterpret_cast<RingIndices*>(*mem), *mem + sizeof(RingIndices), cap, slot};
   // Entries first, then the counts with release stores (the pollers acquire them).
   fr->out[oc] = RouteEntry{to.slot, 0, view};
   tr->in[ic] = RouteEntry{from.slot, 0, view};
   store_release(&fr->out_count, oc + 1);
   store_release(&tr->in_count, ic + 1);
   t->inbound_rings.push_back(view.indices);
+  routes_lock.unlock();
   // Wait until both kernels have taken the route into their caches: a message sent after
   // connect() returns then sees it (ctx.k2k_route_count() included). A kernel that is not
   // running has nothing to wait for.
@@ -655,9 +721,114 @@ void CudaRuntime::forget(KernelCore& core) noexcept {
   cudaMemcpyAsync(directory_ + core.slot, &free_slot, sizeof free_slot, cudaMemcpyHostToDevice, setup_);
   if (core.impl) {
     const std::uint32_t one = 1;
+    std::lock_guard lock(routes_mutex);
     for (RingIndices* ix : static_cast<CudaKernel*>(core.impl.get())->inbound_rings)
       cudaMemcpyAsync(&ix->consumer_closed, &one, sizeof one, cudaMemcpyHostToDevice, setup_);
   }
+  cudaStreamSynchronize(setup_);
+  std::lock_guard lock(table_mutex_);
+  inboxes_.erase(&core);  // its subscriptions go next (Broker::forget_kernel): the table follows
+}
+
+void CudaRuntime::listen_for_routes(Broker& broker) {
+  std::call_once(listen_once_, [&] {
+    broker_ = &broker;
+    broker.set_route_listener(this, [this](std::uint64_t version, const std::vector<TopicRoute>& routes) {
+      on_routes(version, routes);
+    });
+  });
+}
+
+std::vector<SubscriptionId> CudaRuntime::device_routed(std::uint32_t version, TopicId topic) {
+  std::lock_guard lock(table_mutex_);
+  auto v = device_routed_.find(version);
+  if (v == device_routed_.end()) return {};
+  auto t = v->second.find(topic);
+  return t == v->second.end() ? std::vector<SubscriptionId>{} : t->second;
+}
+
+std::optional<RingView> CudaRuntime::inbox_for(KernelCore& core, CudaKernel& k) {
+  if (auto it = inboxes_.find(&core); it != inboxes_.end()) return it->second;
+  // The inbox holds what the kernel's input queue would: its capacity, its slot size.
+  const std::uint32_t cap = core.options.input_queue_capacity;
+  const std::uint32_t slot = k.k2k_slot_size();
+  const std::size_t bytes = sizeof(RingIndices) + std::size_t{cap} * slot;
+  auto mem = arena_alloc(bytes, "publish inbox");
+  if (!mem) return std::nullopt;
+  if (cudaMemsetAsync(*mem, 0, bytes, setup_) != cudaSuccess || cudaStreamSynchronize(setup_) != cudaSuccess)
+    return std::nullopt;
+  const RingView view{reinterpret_cast<RingIndices*>(*mem), *mem + sizeof(RingIndices), cap, slot};
+  {
+    std::lock_guard lock(routes_mutex);
+    RouteTable* tr = k.routes();
+    const std::uint32_t ic = load_acquire(&tr->in_count);
+    if (ic >= kDeviceMaxRoutes) return std::nullopt;  // no inbound route left: the broker delivers
+    tr->in[ic] = RouteEntry{kPublishInboxPeer, 0, view};
+    store_release(&tr->in_count, ic + 1);  // the kernel's poller picks it up
+    k.inbound_rings.push_back(view.indices);
+  }
+  inboxes_.emplace(&core, view);
+  return view;
+}
+
+void CudaRuntime::on_routes(std::uint64_t version, const std::vector<TopicRoute>& routes) {
+  std::lock_guard lock(table_mutex_);
+  std::vector<DeviceTopicEntry> entries;
+  std::unordered_map<TopicId, std::vector<SubscriptionId>> served;
+  for (const TopicRoute& r : routes) {
+    DeviceTopicEntry e{};
+    e.topic = r.topic;
+    e.type = r.type;
+    e.size = r.size;
+    e.host_too = r.others ? 1u : 0u;
+    std::vector<SubscriptionId> ids;
+    for (const KernelRoute& kr : r.kernels) {
+      // Served on the device: a running kernel of this runtime that consumes its inbound
+      // rings in its loop, with room in the entry. Anything else stays with the broker.
+      auto* k = dynamic_cast<CudaKernel*>(kr.kernel->impl.get());
+      std::optional<RingView> inbox;
+      if (k && &k->runtime() == this && k->running() && kr.kernel->options.k2k_delivery != K2KDelivery::Pull &&
+          e.count < kTopicDeviceSubscribers && r.size + sizeof(Envelope) <= k->k2k_slot_size())
+        inbox = inbox_for(*kr.kernel, *k);
+      if (!inbox) {
+        e.host_too = 1;
+        continue;
+      }
+      e.subs[e.count++] = DeviceTopicSub{*inbox, kr.overflow == OverflowPolicy::Backpressure ? 1u : 0u, 0};
+      ids.push_back(kr.id);
+    }
+    if (e.count == 0 || r.topic == 0) continue;
+    entries.push_back(e);
+    served.emplace(r.topic, std::move(ids));
+  }
+  DeviceTopicTable* table = nullptr;
+  if (!entries.empty()) {
+    std::uint32_t cap = 8;
+    while (cap < 2 * entries.size()) cap *= 2;
+    std::vector<std::byte> image(sizeof(DeviceTopicTable) + std::size_t{cap} * sizeof(DeviceTopicEntry));
+    const DeviceTopicTable header{cap, static_cast<std::uint32_t>(version), 0};
+    std::memcpy(image.data(), &header, sizeof header);
+    auto* slots = reinterpret_cast<DeviceTopicEntry*>(image.data() + sizeof header);
+    for (const DeviceTopicEntry& e : entries) {
+      std::uint32_t i = static_cast<std::uint32_t>(e.topic ^ (e.topic >> 32)) & (cap - 1);
+      while (slots[i].topic != 0) i = (i + 1) & (cap - 1);
+      slots[i] = e;
+    }
+    // Each version gets fresh arena memory: a kernel may still be reading the old table.
+    auto mem = arena_alloc(image.size(), "publish routing table");
+    if (mem && cudaMemcpyAsync(*mem, image.data(), image.size(), cudaMemcpyHostToDevice, setup_) == cudaSuccess &&
+        cudaStreamSynchronize(setup_) == cudaSuccess) {
+      table = reinterpret_cast<DeviceTopicTable*>(*mem);
+    } else {
+      std::fprintf(stderr, "ringkernel: no device memory for the publish routing table; kernel publishes go "
+                           "through the broker\n");
+      served.clear();
+    }
+  }
+  // The table is complete in device memory before its pointer is (stream order, then a
+  // synchronisation): a kernel that reads the new pointer reads a whole table.
+  device_routed_[static_cast<std::uint32_t>(version)] = std::move(served);
+  cudaMemcpyAsync(topic_word_, &table, sizeof table, cudaMemcpyHostToDevice, setup_);
   cudaStreamSynchronize(setup_);
 }
 

@@ -405,6 +405,66 @@ TEST_P(BackendTest, a_kernel_publishes_to_a_host_subscriber_in_order) {
   }
 }
 
+TEST_P(BackendTest, a_kernel_publish_reaches_a_kernel_subscriber_and_a_host_subscriber_once_each) {
+  // On CUDA the kernel subscriber is served on the device (its publish inbox) and the host
+  // subscriber through the broker: each must get every message once, in order.
+  Broker& b = rt_->broker();
+  const TopicId topic = b.topic<Other>("backend/fanout").value();
+  KernelHandle sub = launch("test.topic_sink", LaunchOptions{.block_size = 1, .kernel_id = "topic_sink"});
+  ASSERT_TRUE(b.subscribe_kernel("backend/#", sub).ok());
+  const SubscriptionId host = b.subscribe("backend/fanout").value();
+  KernelHandle pub = launch("test.publisher", LaunchOptions{.block_size = 1});
+  constexpr std::int64_t kN = 50;
+  EXPECT_EQ(pub.call<Reply>(Item{topic, kN}, 5s).value().value, kN);
+  for (std::int64_t i = 0; i < kN; ++i) {
+    const Reply r = sub.receive<Reply>(5s).value();
+    ASSERT_EQ(r.seq, static_cast<std::uint64_t>(i));
+    EXPECT_EQ(r.source, 0u);  // a publish arrives as from the broker, on every backend
+    auto d = b.receive(host, 5s);
+    ASSERT_TRUE(d.ok()) << d.error().what();
+    Other o{};
+    ASSERT_TRUE(d->get(o));
+    EXPECT_EQ(o.x, static_cast<std::uint64_t>(i));
+    EXPECT_EQ(d->source, pub.slot() + 1);
+  }
+  std::this_thread::sleep_for(20ms);
+  Reply extra{};
+  EXPECT_EQ(sub.try_receive(extra), Status::QueueEmpty);
+  EXPECT_FALSE(b.try_receive(host).value().has_value());
+  EXPECT_EQ(eventually([&] { return b.stats().delivered; }, std::uint64_t{2 * kN}), std::uint64_t{2 * kN});
+  EXPECT_EQ(b.stats().published, static_cast<std::uint64_t>(kN));
+}
+
+TEST_P(BackendTest, a_full_kernel_subscriber_refuses_or_drops_kernel_publishes_per_its_policy) {
+  Broker& b = rt_->broker();
+  const TopicId pressed = b.topic<Other>("backend/pressed").value();
+  const TopicId dropping = b.topic<Other>("backend/dropping").value();
+  LaunchOptions so{.block_size = 1, .input_queue_capacity = 16};
+  so.kernel_id = "held";
+  KernelHandle held = launch("test.topic_sink", so);
+  so.kernel_id = "lossy";
+  KernelHandle lossy = launch("test.topic_sink", so);
+  ASSERT_TRUE(held.deactivate().ok());
+  ASSERT_TRUE(lossy.deactivate().ok());
+  ASSERT_TRUE(b.subscribe_kernel("backend/pressed", held).ok());  // Backpressure (the default)
+  ASSERT_TRUE(b.subscribe_kernel("backend/dropping", lossy, SubscribeOptions{.overflow = OverflowPolicy::DropNewest}).ok());
+  KernelHandle pub = launch("test.publisher", LaunchOptions{.block_size = 1});
+  // Backpressure: the publisher sees QueueFull once the subscriber's queue is full.
+  EXPECT_EQ(pub.call<Reply>(Item{pressed, 40}, 5s).value().value, 16);
+  // DropNewest: every publish succeeds; what does not fit is dropped and counted.
+  const std::uint64_t dropped_before = b.stats().dropped;
+  EXPECT_EQ(pub.call<Reply>(Item{dropping, 40}, 5s).value().value, 40);
+  EXPECT_EQ(eventually([&] { return b.stats().dropped - dropped_before; }, std::uint64_t{24}), std::uint64_t{24});
+  ASSERT_TRUE(held.activate().ok());
+  ASSERT_TRUE(lossy.activate().ok());
+  for (KernelHandle* k : {&held, &lossy}) {
+    for (std::uint64_t i = 0; i < 16; ++i) ASSERT_EQ(k->receive<Reply>(5s).value().seq, i);
+    std::this_thread::sleep_for(20ms);
+    Reply extra{};
+    EXPECT_EQ(k->try_receive(extra), Status::QueueEmpty);
+  }
+}
+
 // ---- the showcase's actors: alert publishing from a kernel, and the whole pipeline ----------
 
 namespace {

@@ -13,4 +13,5 @@ RK_KERNEL("test.clock", rktest::Clock);
 RK_KERNEL("test.self_stop", rktest::SelfStop);
 RK_KERNEL("test.big_eater", rktest::BigEater);
 RK_KERNEL("test.publisher", rktest::Publisher);
+RK_KERNEL("test.topic_sink", rktest::TopicSink);
 RK_KERNEL("test.pool", rktest::PoolCounter);

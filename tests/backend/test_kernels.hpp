@@ -222,6 +222,20 @@ struct Publisher {
   }
 };
 
+/// A kernel subscriber of Other topics: replies with each message's x, how many it has
+/// handled, and where the message came from (0: host or broker).
+struct TopicSink {
+  using Request = Other;
+  using Response = Reply;
+  using State = CounterState;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, CounterState& s, const Other& in, Reply& out) const {
+    if (ctx.thread_id() != 0) return false;
+    ++s.messages;
+    out = Reply{in.x, static_cast<std::int64_t>(s.messages), 0, ctx.message_source(), 0};
+    return true;
+  }
+};
+
 /// An actor pool's message: `actor` names the actor (LaunchOptions::actor_slots).
 struct PoolAdd {
   std::uint32_t actor;

@@ -428,3 +428,54 @@ TEST(Broker, subscribing_while_publishing_is_safe) {
   publisher.join();
   EXPECT_EQ(b.stats().subscriptions, 0u);
 }
+
+TEST(Broker, a_route_listener_sees_every_change_in_order) {
+  Broker b;
+  std::vector<std::uint64_t> versions;
+  std::vector<detail::TopicRoute> last;
+  b.set_route_listener(&b, [&](std::uint64_t v, const std::vector<detail::TopicRoute>& r) {
+    versions.push_back(v);
+    last = r;
+  });
+  ASSERT_EQ(versions.size(), 1u);  // the current routes at once
+  EXPECT_TRUE(last.empty());
+  const TopicId t = b.topic<Tick>("a/b").value();
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].topic, t);
+  EXPECT_EQ(last[0].type, type_id_v<Tick>);
+  EXPECT_FALSE(last[0].others);  // nobody listens yet
+  const SubscriptionId s = b.subscribe("a/#").value();
+  EXPECT_TRUE(last[0].others);   // a host subscriber: the broker must see each publish
+  EXPECT_TRUE(last[0].kernels.empty());
+  ASSERT_TRUE(b.unsubscribe(s).ok());
+  EXPECT_FALSE(last[0].others);
+  (void)b.topic<Other>("kept", TopicOptions{.retain = 2}).value();
+  for (const auto& r : last)
+    if (r.topic == topic_id("kept")) EXPECT_TRUE(r.others);  // retained messages live in the broker
+  ASSERT_EQ(versions.size(), 5u);
+  for (std::size_t i = 1; i < versions.size(); ++i) EXPECT_GT(versions[i], versions[i - 1]);
+  b.clear_route_listener(&b);
+  (void)b.subscribe("a/#").value();
+  EXPECT_EQ(versions.size(), 5u);
+}
+
+TEST(Broker, a_kernel_publish_skips_the_subscriptions_its_device_already_served) {
+  Broker b;
+  const TopicId t = b.topic<Tick>("served").value();
+  const SubscriptionId served = b.subscribe("served").value();
+  const SubscriptionId other = b.subscribe("#").value();
+  const SubscriptionId skip[] = {served};
+  const Tick tick{7, 0};
+  ASSERT_EQ(b.publish_from_kernel(t, type_id_v<Tick>, &tick, sizeof tick, HlcTimestamp{1, 0, 9}, 3, skip),
+            Status::Ok);
+  EXPECT_FALSE(b.try_receive(served).value().has_value());
+  auto d = b.try_receive(other).value();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(seq_of(*d), 7u);
+  EXPECT_EQ(d->source, 4u);
+  b.count_device_deliveries(2, 3, 1);
+  const BrokerStats st = b.stats();
+  EXPECT_EQ(st.published, 3u);
+  EXPECT_EQ(st.delivered, 4u);
+  EXPECT_EQ(st.dropped, 1u);
+}

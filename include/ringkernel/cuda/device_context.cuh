@@ -296,6 +296,40 @@ __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared*
   return Status::Ok;
 }
 
+/// The routing table's entry for `topic`, or null (open addressing, linear probing).
+__device__ inline const DeviceTopicEntry* dev_find_topic(const DeviceTopicTable* table, std::uint64_t topic) {
+  const auto* entries = reinterpret_cast<const DeviceTopicEntry*>(table + 1);
+  const std::uint32_t mask = table->capacity - 1;
+  std::uint32_t i = static_cast<std::uint32_t>(topic ^ (topic >> 32)) & mask;
+  for (std::uint32_t n = 0; n <= mask; ++n, i = (i + 1) & mask) {
+    const std::uint64_t t = entries[i].topic;
+    if (t == topic) return &entries[i];
+    if (t == 0) return nullptr;
+  }
+  return nullptr;
+}
+
+/// True when a K2K-style ring has no free slot (a racy view: concurrent producers may
+/// take the last slot after this says there is one).
+__device__ inline bool dev_ring_full(const RingView& v) {
+  const std::uint64_t claimed = load_relaxed<Scope::Device>(&v.indices->claim);
+  const std::uint64_t head = load_acquire<Scope::Device>(&v.indices->head);
+  return claimed + 1 - head > v.capacity;
+}
+
+/// Pushes one publish into every device subscriber's inbox; a copy a full inbox cannot
+/// take is counted as dropped (a drop policy, or a lost race for the last slot).
+__device__ inline void dev_deliver_publish(const DeviceKernel* dk, const BlockShared* bs, const DeviceTopicEntry& route,
+                                           TypeId type, const void* payload, std::uint32_t size) {
+  std::uint64_t delivered = 0, dropped = 0;
+  for (std::uint32_t i = 0; i < route.count; ++i) {
+    if (dev_k2k_push(dk, bs, route.subs[i].view, type, payload, size, 0) == Status::Ok) ++delivered;
+    else ++dropped;
+  }
+  if (delivered) global_add64(&dk->work->pub_delivered, delivered);
+  if (dropped) global_add64(&dk->work->pub_dropped, dropped);
+}
+
 }  // namespace ringkernel::detail
 
 namespace ringkernel {
@@ -476,14 +510,48 @@ RK_HOST_DEVICE inline Status RingContext::k2k_try_receive_bytes(TypeId type, voi
 RK_HOST_DEVICE inline Status RingContext::publish_bytes(std::uint64_t topic, TypeId type, const void* payload,
                                                       std::uint32_t size) noexcept {
 #if RK_DEVICE_PASS
-  // Claim a slot of the kernel's publish ring (device-memory claim word), write it into
-  // mapped memory, publish in claim order with a system-scope release; the runtime's pump
-  // thread hands it to the broker (ringkernel/pubsub.hpp), which routes it.
+  // 1. Kernel subscribers on this GPU (the runtime's routing table) get the message straight
+  //    into their publish inboxes (device rings): no host round trip.
+  // 2. When anything else must see it (host subscribers, retention, kernels elsewhere), or
+  //    the topic has no table entry, it goes to the kernel's publish ring (mapped memory):
+  //    claim a slot (device-memory claim word), write it, publish in claim order with a
+  //    system-scope release; the runtime's pump thread hands it to the broker
+  //    (ringkernel/pubsub.hpp), telling it which subscriptions were served on the device.
   const detail::DeviceKernel* dk = device_;
   auto* bs = static_cast<detail::BlockShared*>(device_block_);
   detail::DeviceWork* w = dk->work;
   const RingView& v = dk->publish;
   if (size > detail::kPublishMaxPayload) return Status::TooLarge;
+  const detail::DeviceTopicEntry* route = nullptr;
+  std::uint32_t version = 0;
+  if (dk->topics) {
+    const detail::DeviceTopicTable* table = reinterpret_cast<const detail::DeviceTopicTable*>(
+        load_relaxed<Scope::Device>(reinterpret_cast<const std::uint64_t*>(dk->topics)));
+    if (table) {
+      route = detail::dev_find_topic(table, topic);
+      if (route && (route->type != type || route->size != size)) route = nullptr;  // the broker refuses and counts it
+      version = table->version;
+    }
+  }
+  if (route) {
+    if (route->count == 1 && !route->host_too) {
+      // One subscriber, nobody else: its inbox's own capacity check decides (a failed
+      // claim has no side effect), so no separate look at the ring first.
+      const Status s = detail::dev_k2k_push(dk, bs, route->subs[0].view, type, payload, size, 0);
+      if (s == Status::QueueFull && route->subs[0].backpressure) return Status::QueueFull;
+      detail::global_add64(s == Status::Ok ? &w->pub_delivered : &w->pub_dropped, 1ull);
+      detail::global_add64(&w->pub_device_only, 1ull);
+      return Status::Ok;
+    }
+    // A full Backpressure subscriber refuses the publish before anyone gets a copy.
+    for (std::uint32_t i = 0; i < route->count; ++i)
+      if (route->subs[i].backpressure && detail::dev_ring_full(route->subs[i].view)) return Status::QueueFull;
+    if (!route->host_too) {
+      detail::dev_deliver_publish(dk, bs, *route, type, payload, size);
+      detail::global_add64(&w->pub_device_only, 1ull);
+      return Status::Ok;
+    }
+  }
   unsigned long long* claim = reinterpret_cast<unsigned long long*>(&w->pub_claim);
   std::uint64_t c = load_relaxed<Scope::Device>(&w->pub_claim);
   for (;;) {
@@ -497,13 +565,16 @@ RK_HOST_DEVICE inline Status RingContext::publish_bytes(std::uint64_t topic, Typ
     if (seen == c) break;
     c = seen;
   }
+  if (route) detail::dev_deliver_publish(dk, bs, *route, type, payload, size);  // the slot is ours: no refusal now
   alignas(16) unsigned char buf[sizeof(Envelope)];
   const Envelope env{type, topic, hlc::unpack(detail::dev_hlc_tick(dk, bs), dk->node_id), size,
-                     static_cast<std::uint16_t>(dk->slot + 1), static_cast<std::uint8_t>(Priority::Normal), 0};
+                     static_cast<std::uint16_t>(dk->slot + 1), static_cast<std::uint8_t>(Priority::Normal),
+                     route ? detail::kEnvelopeDeviceRouted : std::uint8_t{0}};
   memcpy(buf, &env, sizeof env);
   std::byte* slot = v.slot(c);
   detail::dev_store16(slot, buf, sizeof env);
   detail::dev_store_payload(slot + sizeof env, payload, size);
+  if (route) *reinterpret_cast<std::uint32_t*>(slot + sizeof env + detail::kPublishMaxPayload) = version;
   while (load_acquire<Scope::Device>(&w->pub_tail) != c) __nanosleep(20);
   store_release<Scope::System>(&v.indices->tail, c + 1);  // pairs with the pump's acquire
   store_release<Scope::Device>(&w->pub_tail, c + 1);

@@ -18,9 +18,14 @@
 namespace ringkernel::detail {
 
 inline constexpr std::uint32_t kDeviceMaxRoutes = 16;
-/// Device publishes (ctx.publish) travel through a mapped ring to the host's broker.
+/// Device publishes (ctx.publish) that the broker must see travel through a mapped ring
+/// to the host's broker. A publish slot holds the envelope, up to kPublishMaxPayload bytes
+/// and a 16-byte trailer: the routing version (u32) of a publish already delivered on the
+/// device to some kernel subscribers (envelope flag kEnvelopeDeviceRouted).
 inline constexpr std::uint32_t kPublishCapacity = 1024;
 inline constexpr std::uint32_t kPublishMaxPayload = 512;
+inline constexpr std::uint32_t kPublishTrailer = 16;
+inline constexpr std::uint8_t kEnvelopeDeviceRouted = 1u << 6;
 inline constexpr std::uint32_t kPollerWarps = 1;
 /// Envelope flag: slot carries no response (parallel mode keeps one output slot per input).
 inline constexpr std::uint8_t kEnvelopeSkip = 1u << 7;
@@ -51,8 +56,40 @@ struct alignas(64) DeviceCounters {
   /// host's connect() waits for it, so a message sent after connect() returns is handled
   /// by a kernel that knows the new route (ctx.k2k_route_count() included).
   std::uint64_t routes_seen;
-  std::uint64_t reserved[3];
+  // Publishes delivered on the device (mirrors of DeviceWork, for the broker's totals).
+  std::uint64_t pub_device_only;   ///< publishes that needed no broker at all
+  std::uint64_t pub_delivered;     ///< copies pushed into subscribers' inboxes
+  std::uint64_t pub_dropped;       ///< copies a full inbox discarded (drop policy, or a lost race)
 };
+static_assert(sizeof(DeviceCounters) == 64);
+
+/// Publish delivery on the device (ctx.publish from a kernel to kernel subscribers on the
+/// same GPU). The runtime builds one immutable table per routing version in device memory
+/// (open addressing on the topic id) and swaps the pointer every kernel reads; each
+/// subscriber kernel gets one publish inbox, a device ring it consumes like a K2K route.
+inline constexpr std::uint32_t kTopicDeviceSubscribers = 8;
+struct DeviceTopicSub {
+  RingView view;               ///< the subscriber's publish inbox
+  std::uint32_t backpressure;  ///< 1: a full inbox refuses the publish (QueueFull); 0: the copy is dropped, counted
+  std::uint32_t reserved;
+};
+struct DeviceTopicEntry {
+  std::uint64_t topic;         ///< 0 = empty
+  std::uint64_t type;
+  std::uint32_t size;
+  std::uint32_t count;         ///< subscribers in subs
+  std::uint32_t host_too;      ///< the broker must see each publish too (host subscribers, retention, other kernels)
+  std::uint32_t reserved;
+  DeviceTopicSub subs[kTopicDeviceSubscribers];
+};
+struct DeviceTopicTable {
+  std::uint32_t capacity;      ///< entries (a power of two) following this header
+  std::uint32_t version;       ///< routing version: the host knows which subscriptions it served
+  std::uint64_t reserved;
+};
+/// Inbound route entries for publish inboxes carry this peer (so ctx.message_source() is
+/// 0, as for a publish the broker delivers).
+inline constexpr std::uint32_t kPublishInboxPeer = ~0u;
 
 /// Actor pool commands (mapped memory): the host writes `command` (seq << 32 | op << 24 |
 /// index) with a release store; the poller warp loads it next to the input tail (one round
@@ -88,6 +125,9 @@ struct alignas(128) DeviceWork {
   std::uint64_t pub_claim;
   std::uint64_t pub_head_cache;   ///< last host head seen
   std::uint64_t pub_tail;         ///< device mirror of the published tail (claim order)
+  std::uint64_t pub_device_only;  ///< see DeviceCounters
+  std::uint64_t pub_delivered;
+  std::uint64_t pub_dropped;
 };
 
 /// Everything the loop needs, in device memory, constant after launch.
@@ -119,6 +159,7 @@ struct DeviceKernel {
   std::uint32_t* actor_alive;     // device: 1 = live, per actor
   const void* initial_state;      // device: the handler's initial State (one copy)
   ActorMailbox* actor_mailbox;    // mapped
+  DeviceTopicTable* const* topics;  // device: the runtime's current publish routing table (null: none)
 };
 
 }  // namespace ringkernel::detail

@@ -163,6 +163,9 @@ __device__ inline void flush_telemetry(const DeviceKernel* dk, const BlockShared
   const std::uint64_t dead = load_relaxed<Scope::Device>(&w->dead_letters);
   const std::uint64_t rejected = load_relaxed<Scope::Device>(&w->tenant_rejections);
   const std::uint64_t sent = load_relaxed<Scope::Device>(&w->k2k_sent);
+  const std::uint64_t pub_only = load_relaxed<Scope::Device>(&w->pub_device_only);
+  const std::uint64_t pub_delivered = load_relaxed<Scope::Device>(&w->pub_delivered);
+  const std::uint64_t pub_dropped = load_relaxed<Scope::Device>(&w->pub_dropped);
   const std::uint64_t clock = *reinterpret_cast<const volatile std::uint64_t*>(bs->hlc);
   const std::uint64_t seen_tail = *reinterpret_cast<const volatile std::uint64_t*>(&bs->host_tail);
   TelemetryBuffer* t = dk->telemetry;
@@ -183,6 +186,9 @@ __device__ inline void flush_telemetry(const DeviceKernel* dk, const BlockShared
   store_relaxed(&dk->counters->dead_letters, dead);
   store_relaxed(&dk->counters->tenant_rejections, rejected);
   store_relaxed(&dk->counters->k2k_sent, sent);
+  store_relaxed(&dk->counters->pub_device_only, pub_only);
+  store_relaxed(&dk->counters->pub_delivered, pub_delivered);
+  store_relaxed(&dk->counters->pub_dropped, pub_dropped);
 }
 
 template <class H>
