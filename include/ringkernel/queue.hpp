@@ -110,10 +110,12 @@ class RingProducer {
   RK_HOST_DEVICE void publish(std::uint32_t n) noexcept {
     tail_ += n;
 #if !RK_DEVICE_PASS && (defined(__x86_64__) || defined(__i386__))
-    // A host-written ring may be write-combining memory (a GPU's BAR, Vulkan's DEVICE_LOCAL |
-    // HOST_VISIBLE), where x86 stores to different lines can land in any order: drain the
-    // slots' stores before the index store. (No effect on ordinary write-back memory.)
-    if constexpr (S == Scope::System) __builtin_ia32_sfence();
+    // A host-written ring in write-combining memory (a GPU's BAR, Vulkan's DEVICE_LOCAL |
+    // HOST_VISIBLE): x86 stores to different lines can land in any order there, so the
+    // slots' stores are drained before the index store. Ordinary write-back memory needs
+    // no fence, and the fence costs a store-buffer drain per publish: set_store_fence(false).
+    if constexpr (S == Scope::System)
+      if (store_fence_) __builtin_ia32_sfence();
 #endif
     store_release<S>(&view_.indices->tail, tail_);  // pairs with RingConsumer::available()
   }
@@ -143,12 +145,16 @@ class RingProducer {
   RK_HOST_DEVICE std::uint64_t position() const noexcept { return tail_; }
   RK_HOST_DEVICE const RingView& view() const noexcept { return view_; }
   RK_HOST_DEVICE std::uint32_t slot_size() const noexcept { return view_.slot_size; }
+  /// Host producers: whether publish() fences the slots' stores first (needed only when
+  /// the ring is in write-combining memory; on by default, the safe choice).
+  void set_store_fence(bool on) noexcept { store_fence_ = on; }
 
  private:
   RingView view_{};
   std::uint64_t tail_ = 0;        // own index (only this producer writes it)
   std::uint64_t head_cache_ = 0;  // cached consumer index
   std::uint64_t dropped_ = 0;
+  bool store_fence_ = true;
 };
 
 /// Consumer endpoint. One instance, used by one thread.
@@ -259,6 +265,7 @@ class SpscQueue {
     view_.capacity = static_cast<std::uint32_t>(cap);
     view_.slot_size = sizeof(T);
     producer_ = RingProducer<>(view_);
+    producer_.set_store_fence(false);  // ordinary memory
     consumer_ = RingConsumer<>(view_);
   }
   SpscQueue(const SpscQueue&) = delete;

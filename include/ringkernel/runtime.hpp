@@ -226,6 +226,9 @@ class KernelCore {
   /// copied into `rx_scratch` (one slot, sized by the backend) with streaming loads, which
   /// fetch a 64-byte line per bus read instead of one read per field.
   bool output_uncached = false;
+  /// The input ring lives in write-combining memory (a BAR mapping): the host producer
+  /// fences its slot stores before publishing.
+  bool input_write_combining = false;
   std::vector<std::byte> rx_scratch;
 
   std::atomic<KernelState> state{KernelState::Created};

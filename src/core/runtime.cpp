@@ -142,6 +142,7 @@ Result<KernelHandle> RuntimeCore::launch(std::string_view name, const LaunchOpti
   }
   core->impl = std::move(*impl);
   core->producer = RingProducer<>(core->input);
+  core->producer.set_store_fence(core->input_write_combining);
   core->consumer = RingConsumer<>(core->output);
   if (opt.auto_activate) store_release(&core->control->is_active, 1u);
   if (auto started = core->impl->start(); !started) {

@@ -224,6 +224,7 @@ CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgra
   core.host_doorbell = &host_bell;
   in_ = RingConsumer<>(core.input);
   out_ = RingProducer<>(core.output);
+  out_.set_store_fence(false);  // ordinary memory
 
   if (o.mode == KernelMode::Actor && o.block_size > 1) team_ = std::make_unique<FiberTeam>(o.block_size);
   exec.slot = core.slot;
@@ -331,6 +332,7 @@ void CpuKernel::add_out_route(const RouteRing& ring, CpuKernel* target, std::uin
   if (n >= kMaxRoutes) return;
   out_routes_[n].dest = dest;
   out_routes_[n].producer = RingProducer<>(ring.view);
+  out_routes_[n].producer.set_store_fence(false);
   out_routes_[n].target_bell = &target->bell;
   out_route_count_.store(n + 1, std::memory_order_release);  // pairs with k2k_send's acquire
 }

@@ -475,6 +475,9 @@ Result<void> VulkanKernel::init(VulkanRuntime& rt, const KernelInfo& info, const
   core_.input = RingView{reinterpret_cast<RingIndices*>(in_bytes), in_bytes + sizeof(RingIndices), o.input_queue_capacity, in_slot};
   core_.output = RingView{reinterpret_cast<RingIndices*>(out_bytes), out_bytes + sizeof(RingIndices), o.output_queue_capacity,
                           out_slot};
+  // Host-visible memory may be write-combining (always so for a BAR mapping): the host
+  // producer fences its slot stores before publishing the tail.
+  core_.input_write_combining = true;
   if (output_.placement() == Placement::DeviceLocal && !phys.is_cpu) {  // a BAR mapping: uncached host reads
     core_.output_uncached = true;
     core_.rx_scratch.assign(out_slot, std::byte{0});
