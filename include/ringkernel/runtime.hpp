@@ -117,6 +117,14 @@ struct ActorRef {
   friend bool operator==(const ActorRef&, const ActorRef&) = default;
 };
 
+/// An actor of a pool whose handler called ctx.fail(code): the actor alone stopped (the
+/// kernel and the pool's other actors run on); messages for it are counted dead letters
+/// until restart_actor() or destroy_actor().
+struct ActorFault {
+  ActorRef actor;
+  std::uint32_t code = 0;  ///< the code given to ctx.fail (DeviceError::HandlerFault for 0)
+};
+
 namespace detail {
 
 /// A one-word futex-style doorbell: the sleeper re-checks its condition after announcing
@@ -236,6 +244,9 @@ class KernelCore {
   // -- actor pool (options.actor_slots > 0) --
   std::mutex actor_mutex;
   std::vector<std::uint32_t> actor_generation;  ///< per index: 0 = free, else the live generation
+  /// Per index, written by the kernel: the code of the actor's failure, 0 = none (the
+  /// kernel clears it when it carries out a create / restart / destroy). Backend memory.
+  const std::uint32_t* actor_faults = nullptr;
   std::uint32_t actor_generations = 0;          ///< generations handed out so far
   Result<ActorRef> actor_op(ActorOp op, ActorRef ref, Duration timeout);
   std::mutex lifecycle_mutex;
@@ -323,8 +334,10 @@ class KernelHandle {
     if (!r) return r.error();
     return {};
   }
-  /// The live actors, by index.
+  /// The actors, by index (a failed one included until it is restarted or destroyed).
   std::vector<ActorRef> actors() const;
+  /// The actors that failed (ctx.fail in their handler), by index.
+  std::vector<ActorFault> actor_faults() const;
 
   // -- sending --------------------------------------------------------------------------
   /// Never blocks: QueueFull is backpressure, nothing was written.

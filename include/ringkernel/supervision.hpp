@@ -23,6 +23,15 @@
 // back; when it does not (another launch took the address meanwhile) the sender is restarted
 // too, so that no kernel keeps a route to a dead address.
 //
+// Actor pools: a child launched with LaunchOptions::actor_slots is a pool, and its actors are
+// supervised too. An actor fails when its handler calls ctx.fail (KernelHandle::
+// actor_faults); the pool's kernel runs on. The strategy then applies inside the pool, in
+// index order, without relaunching the kernel: OneForOne restarts the failed actor,
+// OneForAll every actor of the pool, RestForOne the failed actor and those with higher
+// indices (restart_actor: fresh State, new generation). A Temporary child's failed actor
+// is destroyed instead. Each actor failure counts one restart towards the intensity limit.
+// Events name an actor as "child[index]".
+//
 // Intensity: each failure handled counts one restart; more than max_restarts within
 // `window` escalates: every child is terminated, the escalation callbacks run with an
 // Error (ErrorCode::KernelFaulted) that names the last failure, and the supervisor refuses
@@ -74,6 +83,9 @@ struct ChildSpec {
   std::string kernel;   ///< registered kernel name (RK_KERNEL)
   LaunchOptions options{};  ///< kernel_id is replaced by `name`
   RestartPolicy restart = RestartPolicy::Permanent;
+  /// Actor pools (options.actor_slots > 0): actors spawned at every launch of the child
+  /// (indices 0 .. actors - 1). See "Actor pools" above.
+  std::uint32_t actors = 0;
 };
 
 struct SupervisorOptions {

@@ -580,6 +580,18 @@ std::vector<ActorRef> KernelHandle::actors() const {
   return out;
 }
 
+std::vector<ActorFault> KernelHandle::actor_faults() const {
+  std::lock_guard lock(core_->actor_mutex);
+  std::vector<ActorFault> out;
+  if (!core_->actor_faults) return out;
+  for (std::uint32_t i = 0; i < core_->actor_generation.size(); ++i) {
+    if (core_->actor_generation[i] == 0) continue;
+    const std::uint32_t code = load_acquire(&core_->actor_faults[i]);
+    if (code != 0) out.push_back(ActorFault{ActorRef{i, core_->actor_generation[i]}, code});
+  }
+  return out;
+}
+
 KernelMetrics KernelHandle::metrics() const {
   KernelMetrics m;
   const TelemetryBuffer* t = core_->telemetry;

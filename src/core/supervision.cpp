@@ -72,7 +72,80 @@ struct Supervisor::Impl {
   Result<KernelHandle> launch(const ChildSpec& spec) {
     LaunchOptions o = spec.options;
     o.kernel_id = spec.name;
-    return rt.launch(spec.kernel, o);
+    auto h = rt.launch(spec.kernel, o);
+    if (!h) return h;
+    for (std::uint32_t i = 0; i < spec.actors; ++i) {
+      if (auto a = h->spawn_actor(); !a) {
+        (void)h->terminate(options.stop_timeout);
+        return Error(a.error().code(), "child '" + spec.name + "': spawning actor " + std::to_string(i) + ": " +
+                                           a.error().message());
+      }
+    }
+    return h;
+  }
+
+  static std::string actor_name(const Child& c, std::uint32_t index) {
+    return c.spec.name + "[" + std::to_string(index) + "]";
+  }
+
+  /// Counts one restart in the intensity window; escalates (and returns false) beyond the
+  /// limit. Caller holds `mutex`.
+  bool count_restart(const std::string& what, std::vector<SupervisorEvent>& events) {
+    const auto now = Clock::now();
+    while (!recent_restarts.empty() && now - recent_restarts.front() > options.window) recent_restarts.pop_front();
+    recent_restarts.push_back(now);
+    events.back().restarts_in_window = static_cast<std::uint32_t>(recent_restarts.size());
+    if (recent_restarts.size() <= options.max_restarts) return true;
+    escalate(what + ": " + std::to_string(recent_restarts.size()) + " restarts within " +
+                 std::to_string(options.window.count()) + " ms exceed the limit of " + std::to_string(options.max_restarts),
+             events);
+    return false;
+  }
+
+  /// Failed actors of pool child `c`, handled inside the pool. Caller holds `mutex`.
+  /// Returns the actors restarted, or the escalation.
+  Result<std::uint32_t> check_actors(Child& c, std::vector<SupervisorEvent>& events, bool& escalated_now) {
+    std::uint32_t restarted = 0;
+    std::set<std::uint32_t> done;  // indices restarted in this pass (their fault is gone)
+    for (const ActorFault& f : c.handle.actor_faults()) {
+      if (done.count(f.actor.index)) continue;
+      const std::string name = actor_name(c, f.actor.index);
+      events.push_back({SupervisorEvent::Kind::ChildFailed, name, "actor failed with code " + std::to_string(f.code), 0});
+      if (c.spec.restart == RestartPolicy::Temporary) {
+        if (auto d = c.handle.destroy_actor(f.actor); !d) {
+          escalate("could not destroy failed actor " + name + ": " + d.error().message(), events);
+          escalated_now = true;
+          return *escalation;
+        }
+        events.push_back({SupervisorEvent::Kind::ChildRemoved, name, "restart policy: not restarted", 0});
+        continue;
+      }
+      if (!count_restart("actor " + name + " failed (code " + std::to_string(f.code) + ")", events)) {
+        escalated_now = true;
+        return *escalation;
+      }
+      std::vector<ActorRef> which;
+      for (const ActorRef& a : c.handle.actors()) {
+        const bool pick = options.strategy == RestartStrategy::OneForAll ||
+                          (options.strategy == RestartStrategy::OneForOne && a.index == f.actor.index) ||
+                          (options.strategy == RestartStrategy::RestForOne && a.index >= f.actor.index);
+        if (pick && !done.count(a.index)) which.push_back(a);
+      }
+      for (const ActorRef& a : which) {
+        auto r = c.handle.restart_actor(a);
+        if (!r) {
+          escalate("could not restart actor " + actor_name(c, a.index) + ": " + r.error().message(), events);
+          escalated_now = true;
+          return *escalation;
+        }
+        done.insert(a.index);
+        ++total_restarts;
+        ++restarted;
+        events.push_back({SupervisorEvent::Kind::ChildRestarted, actor_name(c, a.index),
+                          "generation " + std::to_string(r->generation), 0});
+      }
+    }
+    return restarted;
   }
 
   void stop_child(Child& c) noexcept {
@@ -139,6 +212,12 @@ struct Supervisor::Impl {
     std::uint32_t restarted = 0;
     for (std::size_t i = 0; i < children.size(); ++i) {
       Child& c = children[i];
+      if (c.handle.valid() && c.spec.options.actor_slots != 0 && c.handle.status().state != KernelState::Terminated) {
+        auto r = check_actors(c, events, escalated_now);
+        if (!r) return r;
+        restarted += *r;
+        continue;
+      }
       if (!c.handle.valid() || c.handle.status().state != KernelState::Terminated) continue;
       const bool faulted = c.handle.status().last_error != DeviceError::None;
       auto waited = c.handle.wait(options.stop_timeout);  // joins the loop that has left
@@ -155,15 +234,7 @@ struct Supervisor::Impl {
         --i;
         continue;
       }
-      const auto now = Clock::now();
-      while (!recent_restarts.empty() && now - recent_restarts.front() > options.window) recent_restarts.pop_front();
-      recent_restarts.push_back(now);
-      events.back().restarts_in_window = static_cast<std::uint32_t>(recent_restarts.size());
-      if (recent_restarts.size() > options.max_restarts) {
-        escalate("child '" + c.spec.name + "' failed (" + reason + "): " + std::to_string(recent_restarts.size()) +
-                     " restarts within " + std::to_string(options.window.count()) + " ms exceed the limit of " +
-                     std::to_string(options.max_restarts),
-                 events);
+      if (!count_restart("child '" + c.spec.name + "' failed (" + reason + ")", events)) {
         escalated_now = true;
         return *escalation;
       }

@@ -119,6 +119,7 @@ class CpuKernel final : public KernelBackend {
   std::uint64_t actor_seq_ = 0;       // host side (under KernelCore::actor_mutex)
   std::uint64_t actor_last_cmd_ = 0;  // kernel thread
   std::unique_ptr<std::uint8_t[]> actor_alive_;
+  std::unique_ptr<std::uint32_t[]> actor_faults_;  // zero-initialised
 
   std::thread thread_;
   std::atomic<bool> thread_exited_{false};
@@ -204,7 +205,11 @@ CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgra
   state_mem_ = make_aligned_bytes(actors * program_->state_size() + 8, std::max<std::uint32_t>(program_->state_align(), 64));
   if (o.shared_memory_size) shared_mem_ = make_aligned_bytes(o.shared_memory_size, 64);
   program_->init_state(state_mem_.get());  // an actor pool initialises each actor's State when it is created
-  if (o.actor_slots != 0) actor_alive_ = std::make_unique<std::uint8_t[]>(o.actor_slots);
+  if (o.actor_slots != 0) {
+    actor_alive_ = std::make_unique<std::uint8_t[]>(o.actor_slots);
+    actor_faults_ = std::make_unique<std::uint32_t[]>(o.actor_slots);
+    core.actor_faults = actor_faults_.get();
+  }
 
   auto* control = reinterpret_cast<ControlBlock*>(control_mem_.get());
   control->input_capacity = o.input_queue_capacity;
@@ -242,6 +247,7 @@ CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgra
   exec.actor_slots = o.actor_slots;
   exec.state_stride = program_->state_size();
   exec.actor_alive = actor_alive_.get();
+  exec.actor_faults = actor_faults_.get();
 }
 
 Result<std::uint64_t> CpuKernel::post_actor_command(ActorOp op, std::uint32_t index) {
@@ -264,6 +270,7 @@ void CpuKernel::run_actor_command() noexcept {
       program_->init_state(state_mem_.get() + index * exec.state_stride);
       actor_alive_[index] = 1;
     }
+    store_release(&actor_faults_[index], 0u);  // a new incarnation has not failed
   }
   actor_ack_.store(cmd >> 32, std::memory_order_release);
 }

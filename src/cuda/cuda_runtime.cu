@@ -456,6 +456,7 @@ Result<void> CudaKernel::allocate() {
   const std::size_t off_pub_idx = off; off = align(off + sizeof(RingIndices), 128);
   const std::size_t off_pub = off; off = align(off + std::size_t{kPublishCapacity} * pub_slot, 128);
   const std::size_t off_mailbox = off; off = align(off + sizeof(ActorMailbox), 128);
+  const std::size_t off_faults = off; off = align(off + std::size_t{o.actor_slots} * sizeof(std::uint32_t), 128);
   mapped_size_ = off;
   void* m = nullptr;
   RK_CUDA_TRY(cudaHostAlloc(&m, mapped_size_, cudaHostAllocMapped | cudaHostAllocPortable), ErrorCode::OutOfMemory,
@@ -542,6 +543,10 @@ Result<void> CudaKernel::allocate() {
   d.initial_state = initial_state_;
   d.actor_mailbox = reinterpret_cast<ActorMailbox*>(dev_at(off_mailbox));
   d.topics = rt_.topic_word();
+  if (o.actor_slots != 0) {
+    d.actor_faults = reinterpret_cast<std::uint32_t*>(dev_at(off_faults));
+    core_.actor_faults = reinterpret_cast<const std::uint32_t*>(host_at(off_faults));
+  }
   const auto tenant = static_cast<std::int64_t>(o.tenant_id);
   RK_CUDA_TRY(cudaMemcpyAsync(state_, init.data(), init.size(), cudaMemcpyHostToDevice, s), ErrorCode::BackendError, "state upload");
   if (initial_state_)

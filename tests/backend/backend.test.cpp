@@ -633,6 +633,38 @@ TEST_P(BackendTest, an_actor_pool_creates_restarts_and_destroys_actors_while_it_
   for (const ActorRef& m : more) EXPECT_EQ(add(m, 7).total, 107);
 }
 
+TEST_P(BackendTest, a_failing_actor_stops_alone_until_it_is_restarted) {
+  using rktest::PoolAdd;
+  using rktest::PoolTotal;
+  KernelHandle pool = launch("test.pool", LaunchOptions{.block_size = 1, .actor_slots = 4});
+  const ActorRef a = pool.spawn_actor().value();
+  const ActorRef b = pool.spawn_actor().value();
+  ASSERT_TRUE(pool.send(PoolAdd{a.index, 0, 5}).ok());
+  EXPECT_EQ(pool.receive<PoolTotal>(5s).value().total, 105);
+  ASSERT_TRUE(pool.send(PoolAdd{a.index, 0, -42}).ok());  // a fails
+  ASSERT_TRUE(pool.send(PoolAdd{a.index, 0, 1}).ok());    // a dead letter now
+  ASSERT_TRUE(pool.send(PoolAdd{b.index, 0, 1}).ok());    // b is not affected
+  const PoolTotal rb = pool.receive<PoolTotal>(5s).value();
+  EXPECT_EQ(rb.actor, b.index);
+  EXPECT_EQ(rb.total, 101);
+  const auto faults = pool.actor_faults();
+  ASSERT_EQ(faults.size(), 1u);
+  EXPECT_EQ(faults[0].actor, a);
+  EXPECT_EQ(faults[0].code, 42u);
+  EXPECT_EQ(pool.state(), KernelState::Active);  // the kernel runs on
+  EXPECT_GE(eventually([&] { return pool.metrics().telemetry.raw.messages_dropped; }, std::uint64_t{2}), 2u);
+  const ActorRef a2 = pool.restart_actor(a).value();
+  EXPECT_TRUE(pool.actor_faults().empty());
+  ASSERT_TRUE(pool.send(PoolAdd{a2.index, 0, 1}).ok());
+  const PoolTotal ra = pool.receive<PoolTotal>(5s).value();
+  EXPECT_EQ(ra.actor, a2.index);
+  EXPECT_EQ(ra.total, 101);  // fresh State
+  ASSERT_TRUE(pool.send(PoolAdd{b.index, 0, -7}).ok());
+  EXPECT_EQ(eventually([&] { return pool.actor_faults().size(); }, std::size_t{1}), 1u);
+  ASSERT_TRUE(pool.destroy_actor(b).ok());  // destroying a failed actor frees its index
+  EXPECT_TRUE(pool.actor_faults().empty());
+}
+
 TEST_P(BackendTest, actor_pool_misuse_is_refused_with_a_clear_error) {
   auto no_field = rt_->launch("test.echo", LaunchOptions{.actor_slots = 2});
   ASSERT_FALSE(no_field.ok());

@@ -258,6 +258,7 @@ RK_GPU_TYPE(PoolState, total, messages, reserved);
 
 /// A running total per actor, starting at 100 (a non-zero initial State shows that a new
 /// or restarted actor really gets initial_state(), not zeros or a predecessor's State).
+/// A negative value makes the actor fail with code -value.
 struct PoolCounter {
   using Request = PoolAdd;
   using Response = PoolTotal;
@@ -265,6 +266,10 @@ struct PoolCounter {
   static PoolState initial_state() { return PoolState{100, 0, 0}; }
   RK_HOST_DEVICE bool operator()(RingContext& ctx, PoolState& s, const PoolAdd& in, PoolTotal& out) const {
     if (ctx.thread_id() != 0) return false;
+    if (in.value < 0) {
+      ctx.fail(static_cast<std::uint32_t>(-in.value));
+      return false;
+    }
     s.total += in.value;
     ++s.messages;
     out = PoolTotal{ctx.actor_index(), s.messages, s.total};

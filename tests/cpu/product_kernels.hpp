@@ -121,6 +121,30 @@ struct Worker {
   }
 };
 
+/// A Job for actor `actor` of a pool.
+struct ActorJob {
+  std::uint32_t actor;
+  std::uint32_t fail;  // non-zero: the actor fails with this code
+  std::uint64_t value;
+};
+RK_MESSAGE(ActorJob, "ptest.ActorJob", actor, fail, value);
+
+/// Pool actor: counts the jobs this incarnation handled (starting from 0).
+struct PoolWorker {
+  using Request = ActorJob;
+  using Response = JobDone;
+  using State = WorkerState;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, WorkerState& s, const ActorJob& in, JobDone& out) const {
+    if (ctx.thread_id() != 0) return false;
+    if (in.fail) {
+      ctx.fail(in.fail);
+      return false;
+    }
+    out = JobDone{in.value, ++s.handled};
+    return true;
+  }
+};
+
 /// Forwards each Tick over its first K2K route (waiting on backpressure).
 struct Forwarder {
   using Request = Tick;

@@ -276,3 +276,123 @@ TEST_F(SupervisionTest, a_sender_restarts_too_when_its_receiver_comes_back_at_an
   ASSERT_TRUE(r.ok()) << r.error().what();
   EXPECT_EQ(r->seq, 1u);
 }
+
+// ---- actor pools: failed actors are restarted inside the running kernel ---------------------
+
+namespace {
+ChildSpec pool(const std::string& name, std::uint32_t actors, RestartPolicy p = RestartPolicy::Permanent) {
+  LaunchOptions o = worker_opts();
+  o.actor_slots = 8;
+  return ChildSpec{.name = name, .kernel = "ptest.pool_worker", .options = o, .restart = p, .actors = actors};
+}
+
+/// Sends a job to actor `index` of pool child `name`; returns how many jobs it has handled.
+std::uint64_t actor_handled(Supervisor& sup, const std::string& name, std::uint32_t index) {
+  auto r = sup.with_child(name, [&](KernelHandle& k) { return k.call<JobDone>(ptest::ActorJob{index, 0, 1}, 2s); });
+  EXPECT_TRUE(r.ok()) << name << "[" << index << "]: " << (r.ok() ? "" : r.error().what());
+  return r.ok() ? r->handled : 0;
+}
+
+/// Makes actor `index` fail and waits until the kernel reports it.
+void fail_actor(Supervisor& sup, const std::string& name, std::uint32_t index, std::uint32_t code = 9) {
+  auto r = sup.with_child(name, [&](KernelHandle& k) {
+    EXPECT_TRUE(k.send(ptest::ActorJob{index, code, 0}).ok());
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    while (k.actor_faults().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(100us);
+    EXPECT_FALSE(k.actor_faults().empty());
+  });
+  ASSERT_TRUE(r.ok());
+}
+
+std::vector<std::uint32_t> generations(Supervisor& sup, const std::string& name) {
+  std::vector<std::uint32_t> g;
+  (void)sup.with_child(name, [&](KernelHandle& k) {
+    for (const ActorRef& a : k.actors()) g.push_back(a.generation);
+  });
+  return g;
+}
+}  // namespace
+
+TEST_F(SupervisionTest, a_pool_child_starts_its_actors_and_restarts_a_failed_one_alone) {
+  Supervisor sup(rt, {.strategy = RestartStrategy::OneForOne});
+  std::vector<SupervisorEvent> events;
+  sup.on_event([&](const SupervisorEvent& e) { events.push_back(e); });
+  ASSERT_TRUE(sup.add_child(pool("pool", 3)).ok());
+  for (std::uint32_t i = 0; i < 3; ++i) EXPECT_EQ(actor_handled(sup, "pool", i), 1u);
+  const auto before = generations(sup, "pool");
+  const std::uint32_t kernel_slot = sup.slot("pool").value();
+  fail_actor(sup, "pool", 1, 42);
+  EXPECT_EQ(sup.check().value(), 1u);
+  const auto after = generations(sup, "pool");
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_EQ(after[0], before[0]);
+  EXPECT_NE(after[1], before[1]);
+  EXPECT_EQ(after[2], before[2]);
+  EXPECT_EQ(actor_handled(sup, "pool", 0), 2u);  // kept its State
+  EXPECT_EQ(actor_handled(sup, "pool", 1), 1u);  // fresh State
+  EXPECT_EQ(sup.slot("pool").value(), kernel_slot);  // the kernel was not relaunched
+  EXPECT_EQ(sup.generation("pool").value(), 1u);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[0].kind, SupervisorEvent::Kind::ChildFailed);
+  EXPECT_EQ(events[0].child, "pool[1]");
+  EXPECT_NE(events[0].reason.find("42"), std::string::npos);
+  EXPECT_EQ(events[1].kind, SupervisorEvent::Kind::ChildRestarted);
+  EXPECT_EQ(events[1].child, "pool[1]");
+}
+
+TEST_F(SupervisionTest, pool_strategies_restart_every_actor_or_the_rest_by_index) {
+  {
+    Supervisor sup(rt, {.strategy = RestartStrategy::OneForAll});
+    ASSERT_TRUE(sup.add_child(pool("all", 3)).ok());
+    const auto before = generations(sup, "all");
+    fail_actor(sup, "all", 1);
+    EXPECT_EQ(sup.check().value(), 3u);
+    const auto after = generations(sup, "all");
+    for (std::size_t i = 0; i < 3; ++i) EXPECT_NE(after[i], before[i]);
+  }
+  {
+    Supervisor sup(rt, {.strategy = RestartStrategy::RestForOne});
+    ASSERT_TRUE(sup.add_child(pool("rest", 3)).ok());
+    const auto before = generations(sup, "rest");
+    fail_actor(sup, "rest", 1);
+    EXPECT_EQ(sup.check().value(), 2u);
+    const auto after = generations(sup, "rest");
+    EXPECT_EQ(after[0], before[0]);
+    EXPECT_NE(after[1], before[1]);
+    EXPECT_NE(after[2], before[2]);
+  }
+}
+
+TEST_F(SupervisionTest, a_temporary_pool_destroys_failed_actors_and_actor_storms_escalate) {
+  {
+    Supervisor sup(rt);
+    ASSERT_TRUE(sup.add_child(pool("temp", 2, RestartPolicy::Temporary)).ok());
+    fail_actor(sup, "temp", 0);
+    EXPECT_EQ(sup.check().value(), 0u);
+    EXPECT_EQ(generations(sup, "temp").size(), 1u);  // actor 0 is gone, actor 1 stays
+  }
+  Supervisor sup(rt, {.max_restarts = 2, .window = 10s});
+  ASSERT_TRUE(sup.add_child(pool("storm", 1)).ok());
+  for (int i = 0; i < 2; ++i) {
+    fail_actor(sup, "storm", 0);
+    ASSERT_TRUE(sup.check().ok());
+  }
+  fail_actor(sup, "storm", 0);
+  auto r = sup.check();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::KernelFaulted);
+  EXPECT_NE(r.error().message().find("storm[0]"), std::string::npos);
+  EXPECT_FALSE(sup.contains("storm"));
+}
+
+TEST_F(SupervisionTest, a_relaunched_pool_child_gets_its_actors_again) {
+  Supervisor sup(rt);
+  ASSERT_TRUE(sup.add_child(pool("relaunched", 2)).ok());
+  // The whole kernel stops (not one actor): the child is relaunched and its actors spawned.
+  auto stop = sup.with_child("relaunched", [](KernelHandle& k) { return k.terminate(); });
+  ASSERT_TRUE(stop.ok());
+  EXPECT_EQ(sup.check().value(), 1u);
+  EXPECT_EQ(sup.generation("relaunched").value(), 2u);
+  EXPECT_EQ(generations(sup, "relaunched").size(), 2u);
+  EXPECT_EQ(actor_handled(sup, "relaunched", 1), 1u);
+}

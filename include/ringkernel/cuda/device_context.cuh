@@ -31,6 +31,7 @@ struct BlockShared {
   std::uint32_t exit;          // leader -> poller: leave
   std::uint64_t actor_cmd;     // latest actor pool command the poller saw
   std::uint32_t fault;         // first ctx.fail code of this block
+  std::uint32_t actor_fault;   // actor pools: first ctx.fail code of the current message's actor
   // leader-owned
   std::uint32_t out_count;
   std::uint32_t in_count;
@@ -595,6 +596,11 @@ RK_HOST_DEVICE inline void RingContext::count_dropped(std::uint64_t n) noexcept 
 
 RK_HOST_DEVICE inline void RingContext::fail(std::uint32_t code) noexcept {
 #if RK_DEVICE_PASS
+  if (actor_ != ~0u) {  // an actor of a pool: that actor fails, the kernel runs on
+    atomicCAS(&static_cast<detail::BlockShared*>(device_block_)->actor_fault, 0u,
+              code ? code : static_cast<std::uint32_t>(DeviceError::HandlerFault));
+    return;
+  }
   detail::dev_fail(device_, static_cast<detail::BlockShared*>(device_block_),
                    code ? code : static_cast<std::uint32_t>(DeviceError::HandlerFault));
 #else

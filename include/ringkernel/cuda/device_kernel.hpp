@@ -159,6 +159,7 @@ struct DeviceKernel {
   std::uint32_t* actor_alive;     // device: 1 = live, per actor
   const void* initial_state;      // device: the handler's initial State (one copy)
   ActorMailbox* actor_mailbox;    // mapped
+  std::uint32_t* actor_faults;    // mapped: per actor, the code of its failure (0 = none)
   DeviceTopicTable* const* topics;  // device: the runtime's current publish routing table (null: none)
 };
 

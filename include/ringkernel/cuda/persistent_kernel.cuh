@@ -392,8 +392,10 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
       }
       handler_barrier(hthreads);
       if (tid == 0) {
-        if (index < dk->actor_slots)
+        if (index < dk->actor_slots) {
           dk->actor_alive[index] = op == static_cast<std::uint32_t>(ActorOp::Destroy) ? 0u : 1u;
+          store_relaxed(&dk->actor_faults[index], 0u);  // a new incarnation has not failed
+        }
         bs->actor_done = ac;
         // The acknowledgement: the host's spawn_actor() returns when it sees it. Messages
         // sent after that are handled after this point (same leader, program order), and the
@@ -437,6 +439,20 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
           ctx.set_message(env.timestamp, env.correlation_id, source == 0 ? 0u : bs->in_routes[source - 1].peer + 1, 0);
           ctx.set_actor(actor);
           emit = Traits::invoke(handler, ctx, *st, req, resp);
+        }
+        if (dk->actor_slots != 0) {
+          // ctx.fail in an actor pool stops that actor only (RingContext::fail): once every
+          // handler thread is done, the leader retires it and tells the host why.
+          handler_barrier(hthreads);
+          if (tid == 0 && valid) {
+            const std::uint32_t code = shared_relaxed(&bs->actor_fault);
+            if (code != 0) {
+              dk->actor_alive[actor] = 0u;
+              store_relaxed(&dk->actor_faults[actor], code);
+              atomicExch(&bs->actor_fault, 0u);
+              valid = false;  // dropped below, no response
+            }
+          }
         }
         if (tid == 0) {
           if (!valid) {

@@ -41,7 +41,8 @@ struct CpuExec {
   // Actor pool (LaunchOptions::actor_slots > 0): actor i's State is at state + i * stride.
   std::uint32_t actor_slots = 0;
   std::size_t state_stride = 0;
-  const std::uint8_t* actor_alive = nullptr;  // per actor: 1 = live (kernel thread writes it)
+  std::uint8_t* actor_alive = nullptr;     // per actor: 1 = live (kernel thread writes it)
+  std::uint32_t* actor_faults = nullptr;   // per actor: failure code, 0 = none (host reads it)
 
   // Kernel-thread state.
   std::uint64_t processed = 0;
@@ -202,6 +203,15 @@ class CpuProgramT final : public CpuProgram {
         ctx.set_message(env.timestamp, env.correlation_id, batch.sources[i], i);
         ctx.set_actor(actor);
         emit = Traits::invoke(handler_, ctx, *st, req, resp);
+      }
+      if (e.fault != 0 && actor != ~0u) {
+        // ctx.fail in an actor pool stops that actor only: it takes no more messages until
+        // the host restarts or destroys it, and the host sees why.
+        e.actor_alive[actor] = 0;
+        store_release(&e.actor_faults[actor], e.fault);
+        e.fault = 0;
+        ++e.dropped;
+        continue;
       }
       if (e.fault != 0) break;
       e.record(env.timestamp, per_batch ? now_us : hlc::wall_clock_us());
