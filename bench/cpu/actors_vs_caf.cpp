@@ -5,7 +5,8 @@
 //    response form) to an actor-mode kernel with block_size 1. CAF: a scoped_actor on the
 //    main thread does request(...).receive(...) to an event-based actor — the same shape
 //    (a thread outside the runtime talking to an actor the runtime schedules). Also the
-//    Savina form, two event-based actors ping-ponging inside CAF's scheduler. Every run
+//    Savina form, two event-based actors ping-ponging inside CAF's scheduler, against ours:
+//    two actor kernels ping-ponging over K2K, each round trip timed in the pinger. Every run
 //    starts with 2,000 unrecorded round trips; an extra "after idle" run measures the first
 //    5,000 round trips after 300 ms without traffic (ringkernel's kernel thread has parked,
 //    CAF's workers have gone to sleep).
@@ -99,6 +100,15 @@ Latency rk_call(rk::KernelHandle& k, std::uint64_t warm, std::uint64_t rounds, s
     if (i >= warm) us.push_back(micros(t1 - t0));
   }
   return latency_of(us);
+}
+
+/// Savina's form: two actor kernels ping-pong over K2K; the pinger times each round trip.
+Latency rk_actor_pair(rk::KernelHandle& pinger, std::uint64_t warm, std::uint64_t rounds) {
+  if (warm) (void)pinger.call<rkbench::PairResult>(rkbench::PairRun{warm, 0}, std::chrono::seconds(60));
+  auto r = pinger.call<rkbench::PairResult>(rkbench::PairRun{rounds, 0}, std::chrono::seconds(60));
+  if (!r) rkbench::fail("rk actor pair: " + r.error().what());
+  if (r->lost != 0) rkbench::fail("rk actor pair: pongs lost");
+  return {double(r->p50_ns) * 1e-3, double(r->p99_ns) * 1e-3};
 }
 
 /// Returns messages per second (the N increments plus the take, over the whole exchange).
@@ -293,7 +303,13 @@ int main(int argc, char** argv) {
   if (!runtime) rkbench::fail(runtime.error().what());
   auto echo = runtime->launch("bench.echo", rk::LaunchOptions{.block_size = 1});
   auto counter = runtime->launch("bench.counter", rk::LaunchOptions{.block_size = 1, .input_queue_capacity = 4096});
-  if (!echo || !counter) rkbench::fail("launch failed");
+  const rk::LaunchOptions pair_opts{.block_size = 1, .enable_k2k = true};
+  rk::LaunchOptions pinger_opts = pair_opts;
+  pinger_opts.k2k_delivery = rk::K2KDelivery::Pull;
+  auto pinger = runtime->launch("bench.pair_pinger", pinger_opts);
+  auto ponger = runtime->launch("bench.pair_ponger", pair_opts);
+  if (!echo || !counter || !pinger || !ponger) rkbench::fail("launch failed");
+  if (!runtime->connect(*pinger, *ponger) || !runtime->connect(*ponger, *pinger)) rkbench::fail("connect failed");
 
   std::printf("Actors on %d CPUs: ping-pong %llu round trips, counting %llu increments, %d repetitions\n",
               rkbench::usable_cpus(), static_cast<unsigned long long>(rounds),
@@ -324,6 +340,8 @@ int main(int argc, char** argv) {
     keep_latency("pingpong.rk_send_receive", "ringkernel send+receive (host<->actor kernel)",
                  rk_ping_pong(*echo, kWarmRounds, r, us));
     keep_latency("pingpong.rk_call", "ringkernel call (host<->actor kernel)", rk_call(*echo, kWarmRounds, r, us));
+    keep_latency("pingpong.rk_actors", "ringkernel actor<->actor (two kernels, K2K)",
+                 rk_actor_pair(*pinger, kWarmRounds, r));
     std::this_thread::sleep_for(kIdle);  // the kernel parks
     keep_latency("pingpong_idle.rk_send_receive", "ringkernel send+receive, first round trips after idle",
                  rk_ping_pong(*echo, 0, idle_rounds, us));
@@ -390,7 +408,8 @@ int main(int argc, char** argv) {
   };
   const LatencyRow rows[] = {{"pingpong", "pingpong.rk_send_receive", "pingpong.caf_scoped."},
                              {"pingpong_idle", "pingpong_idle.rk_send_receive", "pingpong_idle.caf_scoped."},
-                             {"pingpong_vs_actor_pair", "pingpong.rk_send_receive", "pingpong.caf_actors."}};
+                             {"pingpong_vs_actor_pair", "pingpong.rk_send_receive", "pingpong.caf_actors."},
+                             {"actor_pair", "pingpong.rk_actors", "pingpong.caf_actors."}};
   for (const LatencyRow& row : rows) {
     for (const char* q : {"p50", "p99"}) {
       const auto field = std::string(q) == "p50" ? &Figures::p50 : &Figures::p99;

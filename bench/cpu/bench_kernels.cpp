@@ -2,3 +2,5 @@
 
 RK_KERNEL("bench.echo", rkbench::EchoActor);
 RK_KERNEL("bench.counter", rkbench::CountingActor);
+RK_KERNEL("bench.pair_pinger", rkbench::PairPinger);
+RK_KERNEL("bench.pair_ponger", rkbench::PairPonger);

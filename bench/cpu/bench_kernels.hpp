@@ -2,6 +2,8 @@
 // with nvcc when the CUDA backend is on, so each one also gets its CUDA build.
 #pragma once
 
+#include <chrono>
+
 #include <ringkernel/ringkernel.hpp>
 
 namespace rkbench {
@@ -28,6 +30,81 @@ struct EchoActor {
     out.seq = in.seq;
     out.value = in.value + 1;
     return true;
+  }
+};
+
+// ---- ping-pong between two actors (Savina's form): K2K, timed inside the pinger -----------
+RK_HOST_DEVICE inline std::uint64_t clock_ns() {
+#if RK_DEVICE_PASS
+  std::uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+#else
+  return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+#endif
+}
+
+struct PairRun {
+  std::uint64_t rounds;
+  std::uint64_t reserved;
+};
+RK_MESSAGE(PairRun, "bench.PairRun", rounds, reserved);
+
+struct PairResult {
+  std::uint64_t p50_ns;
+  std::uint64_t p99_ns;
+  std::uint64_t mean_ns;
+  std::uint64_t lost;  ///< pongs that never came (bounded wait)
+};
+RK_MESSAGE(PairResult, "bench.PairResult", p50_ns, p99_ns, mean_ns, lost);
+
+/// Sends a Ping over route 0 and pulls the Pong back, `rounds` times (K2KDelivery::Pull);
+/// each round trip goes into a histogram of 10 ns bins, reduced to p50 / p99.
+struct PairPinger {
+  using Request = PairRun;
+  using Response = PairResult;
+  static constexpr std::uint32_t kBins = 4096;  // 10 ns each: up to 40.96 µs, the last bin holds the rest
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const PairRun& in, PairResult& out) const {
+    if (ctx.thread_id() != 0) return false;
+    std::uint32_t hist[kBins] = {};
+    const std::uint32_t dest = ctx.k2k_route(0);
+    std::uint64_t sum = 0, lost = 0;
+    for (std::uint64_t i = 0; i < in.rounds; ++i) {
+      const std::uint64_t t0 = clock_ns();
+      while (ctx.k2k_send(dest, Ping{i, i}) == Status::QueueFull) {
+      }
+      Pong back{};
+      std::uint64_t spins = 0;
+      while (ctx.k2k_try_receive(back) != Status::Ok && ++spins < (1ull << 28)) {
+      }
+      if (back.seq != i || back.value != i + 1) {
+        ++lost;
+        continue;
+      }
+      const std::uint64_t rt = clock_ns() - t0;
+      sum += rt;
+      ++hist[rt / 10 < kBins ? rt / 10 : kBins - 1];
+    }
+    auto quantile = [&](std::uint64_t rank) {
+      std::uint64_t seen = 0;
+      for (std::uint32_t b = 0; b < kBins; ++b)
+        if ((seen += hist[b]) > rank) return std::uint64_t{b} * 10 + 5;
+      return std::uint64_t{kBins} * 10;
+    };
+    const std::uint64_t n = in.rounds - lost;
+    out = PairResult{n ? quantile(n / 2) : 0, n ? quantile(n * 99 / 100) : 0, n ? sum / n : 0, lost};
+    return true;
+  }
+};
+
+/// Answers each Ping with its Pong over route 0.
+struct PairPonger {
+  using Request = Ping;
+  using Response = void;
+  RK_HOST_DEVICE void operator()(RingContext& ctx, NoState&, const Ping& in) const {
+    if (ctx.thread_id() != 0) return;
+    while (ctx.k2k_send(ctx.k2k_route(0), Pong{in.seq, in.value + 1}) == Status::QueueFull) {
+    }
   }
 };
 

@@ -337,7 +337,10 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
           }
         }
         if (cmd == kCmdNone) {
-          if (++spins == 16 && dirty) {  // going idle: let the host see current figures
+          // Gone idle (~0.2 ms without work): let the host see current figures. Not sooner:
+          // these are a dozen writes across PCIe, and the next response's system fence would
+          // wait for them if a message came right after.
+          if (++spins == 2048 && dirty) {
             flush_telemetry(dk, bs, processed, in_head);
             dirty = false;
           }
@@ -464,7 +467,7 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
               while (out.reserve(bs->emitted + 1) < bs->emitted + 1) {
                 if (bs->emitted) {  // let the host drain what is ready
                   __threadfence_system();
-                  out.publish(bs->emitted);
+                  out.publish_after_fence(bs->emitted);
                   bs->emitted = 0;
                 }
                 if (shared_relaxed(&bs->terminate) != 0) break;
@@ -531,20 +534,27 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
           bs->emitted = Traits::has_response ? n : 0;
         }
         if (!actor && *reinterpret_cast<volatile std::uint32_t*>(&w->fault) != 0) bs->emitted = 0;  // a faulted batch sends nothing
-        // Release stores (cumulative: every handler thread's slot writes, ordered before
-        // this thread by the barrier above, are visible before the new tail). The head
-        // store pairs with the host producer's acquire in RingProducer::reserve, the tail
-        // store with the host consumer's acquire in RingConsumer::available.
+        // One fence, then relaxed stores: each store after the fence is a release of
+        // everything before it (cumulative: every handler thread's slot writes, ordered
+        // before this thread by the barrier above, and the input slots this batch read).
+        // The response tail goes first (the host is waiting for it), then the input head.
+        // The tail store pairs with the host consumer's acquire in RingConsumer::available,
+        // the head store with the host producer's acquire in RingProducer::reserve; a batch
+        // from a K2K ring with nothing for the host needs only device scope.
+        if (bs->emitted || source == 0)
+          asm volatile("fence.acq_rel.sys;" ::: "memory");
+        else
+          asm volatile("fence.acq_rel.gpu;" ::: "memory");
+        if (bs->emitted) {
+          out.publish_after_fence(bs->emitted);
+          bs->emitted = 0;
+        }
         if (source == 0) {
           in_head = next;
-          store_release<Scope::System>(&dk->input.indices->head, next);
-        } else {  // device-only traffic: a device-scope release is enough
+          store_relaxed(&dk->input.indices->head, next);
+        } else {
           bs->in_heads[source - 1] = next;
-          store_release<Scope::Device>(&bs->in_routes[source - 1].view.indices->head, next);
-        }
-        if (bs->emitted) {
-          out.publish(bs->emitted);
-          bs->emitted = 0;
+          store_relaxed(&bs->in_routes[source - 1].view.indices->head, next);
         }
         dirty = true;
         if ((++batches & 31u) == 0) {
