@@ -302,12 +302,14 @@ std::size_t KernelCore::try_receive_batch_raw(TypeId type, std::byte* out, std::
 Result<void> KernelCore::wait_send(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,
                                    Priority prio, Duration timeout) {
   if (auto ok = check_send(type, size); !ok) return ok;
+  Status s = try_send_raw(type, payload, size, corr, prio);
+  if (s == Status::Ok) return {};  // the common case reads no clock
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + timeout;
   auto next_health = start + kHealthInterval;
   Backoff backoff;
-  for (;;) {
-    const Status s = try_send_raw(type, payload, size, corr, prio);
+  for (bool first = true;; first = false) {
+    if (!first) s = try_send_raw(type, payload, size, corr, prio);
     if (s == Status::Ok) return {};
     if (s != Status::QueueFull) {
       if (s == Status::Closed || s == Status::Faulted) return dead_error();

@@ -480,8 +480,14 @@ void CpuKernel::loop() noexcept {
   int idle = 0;
   bool parked = false;  // after a park, wait again without spinning until work arrives
   std::uint64_t beats = 0;
+  // The figures the host reads (telemetry, the control block's counters and heartbeat) are
+  // written every 32 batches and when the loop goes idle, not after every batch: they share
+  // a cache line with has_terminated, which every host send reads, so writing them per
+  // batch made each send miss in its cache.
+  std::uint32_t batches_since_publish = 0;
+  bool dirty = false;
   while (load_acquire(&c->should_terminate) == 0 && exec.fault == 0 && !exec.terminate_requested) {
-    store_relaxed(&c->heartbeat, ++beats);
+    if ((++beats & 63u) == 0) store_relaxed(&c->heartbeat, beats);
     if (exec.actor_slots != 0) run_actor_command();
     const std::uint32_t active = load_acquire(&c->is_active);  // pairs with activate()/deactivate()
     if (active != acked) {
@@ -524,10 +530,21 @@ void CpuKernel::loop() noexcept {
     }
     if (worked) {
       flush_output();
-      publish_telemetry();
+      dirty = true;
+      if (++batches_since_publish == 32) {
+        publish_telemetry();
+        batches_since_publish = 0;
+        dirty = false;
+      }
       idle = 0;
       parked = false;
       continue;
+    }
+    if (dirty) {  // going idle: the host sees current figures
+      publish_telemetry();
+      store_relaxed(&c->heartbeat, beats);
+      batches_since_publish = 0;
+      dirty = false;
     }
     if (!parked && ++idle < kSpinBeforePark) continue;
     idle = 0;
