@@ -145,6 +145,10 @@ class RingProducer {
   RK_HOST_DEVICE std::uint64_t position() const noexcept { return tail_; }
   RK_HOST_DEVICE const RingView& view() const noexcept { return view_; }
   RK_HOST_DEVICE std::uint32_t slot_size() const noexcept { return view_.slot_size; }
+  /// Reads the shared tail line (host rings in ordinary memory only: never across PCIe).
+  /// One push at a time into a ring its consumer keeps nearly empty, the line then comes
+  /// back to the producer ahead of the store that needs it.
+  void touch_tail() const noexcept { (void)std::atomic_ref<const std::uint64_t>(view_.indices->tail).load(std::memory_order_relaxed); }
   /// Host producers: whether publish() fences the slots' stores first (needed only when
   /// the ring is in write-combining memory; on by default, the safe choice).
   void set_store_fence(bool on) noexcept { store_fence_ = on; }
@@ -280,6 +284,7 @@ class SpscQueue {
   // -- producer thread ------------------------------------------------------------------
   template <class... Args>
   Status try_emplace(Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args...>) {
+    producer_.touch_tail();
     if (producer_.reserve(1) == 0) return Status::QueueFull;
     ::new (static_cast<void*>(producer_.slot(0))) T(std::forward<Args>(args)...);
     producer_.publish(1);

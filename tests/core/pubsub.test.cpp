@@ -450,8 +450,11 @@ TEST(Broker, a_route_listener_sees_every_change_in_order) {
   ASSERT_TRUE(b.unsubscribe(s).ok());
   EXPECT_FALSE(last[0].others);
   (void)b.topic<Other>("kept", TopicOptions{.retain = 2}).value();
-  for (const auto& r : last)
-    if (r.topic == topic_id("kept")) EXPECT_TRUE(r.others);  // retained messages live in the broker
+  for (const auto& r : last) {
+    if (r.topic == topic_id("kept")) {
+      EXPECT_TRUE(r.others);  // retained messages live in the broker
+    }
+  }
   ASSERT_EQ(versions.size(), 5u);
   for (std::size_t i = 1; i < versions.size(); ++i) EXPECT_GT(versions[i], versions[i - 1]);
   b.clear_route_listener(&b);

@@ -77,7 +77,11 @@ TEST(SpscQueue, blocking_calls_time_out_with_a_status) {
 TEST(SpscQueue, destroys_every_element_exactly_once) {
   {
     SpscQueue<Counted> q(16);
-    for (int i = 0; i < 10; ++i) ASSERT_EQ(q.try_push(Counted("x" + std::to_string(i))), Status::Ok);
+    for (int i = 0; i < 10; ++i) {
+      std::string name = std::to_string(i);
+      name.insert(name.begin(), 'x');
+      ASSERT_EQ(q.try_push(Counted(std::move(name))), Status::Ok);
+    }
     Counted c;
     for (int i = 0; i < 4; ++i) ASSERT_EQ(q.try_pop(c), Status::Ok);
     EXPECT_EQ(c.payload, "x3");
