@@ -89,6 +89,23 @@ struct PingStats {
 };
 RK_MESSAGE(PingStats, "bench.PingStats", round_trip_ns, send_ns, sm_mhz, lost);
 
+/// Sends `a` stamps over route 0 in batches of 32 per thread (k2k_send_batch: a warp's
+/// 32 threads publish 1,024 messages with one claim), retrying on backpressure.
+struct K2KBatchSource {
+  using Request = Req16;
+  using Response = void;
+  RK_HOST_DEVICE void operator()(RingContext& ctx, NoState&, const Req16& in) const {
+    const std::uint32_t dest = ctx.k2k_route(0);
+    Stamp batch[32];
+    for (std::uint64_t i = 0; i < in.a; i += 32) {
+      const auto n = static_cast<std::uint32_t>(in.a - i < 32 ? in.a - i : 32);
+      for (std::uint32_t k = 0; k < n; ++k) batch[k] = Stamp{0, in.b + i + k};
+      while (ctx.k2k_send_batch(dest, batch, n) == Status::QueueFull) {
+      }
+    }
+  }
+};
+
 /// Device-timed ping-pong: sends a stamp to its route 0 and pulls the echo back, `a`
 /// times; replies with the mean round trip and send cost in ns (one clock, so no cross-SM
 /// timer skew). Launched with K2KDelivery::Pull.
@@ -200,6 +217,7 @@ RK_KERNEL("bench.k2k_source", bench::K2KSource);
 RK_KERNEL("bench.k2k_latency_sink", bench::K2KLatencySink);
 RK_KERNEL("bench.k2k_count_sink", bench::K2KCountSink);
 RK_KERNEL("bench.k2k_pinger", bench::K2KPinger);
+RK_KERNEL("bench.k2k_batch_source", bench::K2KBatchSource);
 RK_KERNEL("bench.stamp_publisher", bench::StampPublisher);
 RK_KERNEL("bench.k2k_ponger", bench::K2KPonger);
 
@@ -425,30 +443,45 @@ void bench_k2k(RingKernel& rt, int hops, int pairs, std::uint64_t per_pair) {
     ping.terminate().value();
     pong.terminate().value();
   }
-  // Throughput: `pairs` source/sink pairs; each source runs 256 sending threads.
-  std::vector<KernelHandle> srcs, sinks;
-  for (int p = 0; p < pairs; ++p) {
-    srcs.push_back(rt.launch("bench.k2k_source", LaunchOptions{.mode = KernelMode::Parallel, .block_size = 256,
-                                                               .enable_k2k = true, .k2k_queue_capacity = 1u << 16,
-                                                               .kernel_id = "src" + std::to_string(p)})
-                       .value());
-    sinks.push_back(rt.launch("bench.k2k_count_sink", LaunchOptions{.mode = KernelMode::Parallel, .block_size = 512,
-                                                                    .enable_k2k = true,
-                                                                    .kernel_id = "sink" + std::to_string(p)})
-                        .value());
-    rt.connect(srcs.back(), sinks.back()).value();
-  }
-  const std::uint64_t per_thread = per_pair / 256;
-  std::vector<bench::Req16> triggers(256);
-  for (int t = 0; t < 256; ++t) triggers[t] = bench::Req16{per_thread, std::uint64_t(t) * per_thread};
-  const auto t0 = Clock::now();
-  for (auto& s : srcs) s.send_batch(std::span<const bench::Req16>(triggers)).value();
-  for (auto& s : sinks)
-    while (s.metrics().telemetry.raw.messages_processed < per_thread * 256) {
+  // Throughput: source/sink pairs; each source runs 256 sending threads, sending one
+  // message per call, or 32 per call (k2k_send_batch); each sink 512 threads.
+  struct Config {
+    int pairs;
+    bool batched;
+  };
+  const Config configs[] = {{pairs, false}, {pairs, true}, {2 * pairs, true}};
+  int round = 0;
+  for (const Config& cfg : configs) {
+    const bool batched = cfg.batched;
+    std::vector<KernelHandle> srcs, sinks;
+    const std::string tag = std::to_string(round++) + "-";
+    for (int p = 0; p < cfg.pairs; ++p) {
+      srcs.push_back(rt.launch(batched ? "bench.k2k_batch_source" : "bench.k2k_source",
+                               LaunchOptions{.mode = KernelMode::Parallel, .block_size = 256, .enable_k2k = true,
+                                             .k2k_queue_capacity = 1u << 14, .kernel_id = "src" + tag + std::to_string(p)})
+                         .value());
+      sinks.push_back(rt.launch("bench.k2k_count_sink", LaunchOptions{.mode = KernelMode::Parallel, .block_size = 512,
+                                                                      .enable_k2k = true,
+                                                                      .kernel_id = "sink" + tag + std::to_string(p)})
+                          .value());
+      rt.connect(srcs.back(), sinks.back()).value();
     }
-  const double secs = us_since(t0) * 1e-6;
-  row(("c. K2K throughput, " + std::to_string(pairs) + " kernel pairs").c_str(),
-      fmt("%.1f M msg/s", double(per_thread * 256 * pairs) / secs / 1e6));
+    const std::uint64_t per_thread = per_pair / 256;
+    std::vector<bench::Req16> triggers(256);
+    for (int t = 0; t < 256; ++t) triggers[t] = bench::Req16{per_thread, std::uint64_t(t) * per_thread};
+    const auto t0 = Clock::now();
+    for (auto& s : srcs) s.send_batch(std::span<const bench::Req16>(triggers)).value();
+    for (auto& s : sinks)
+      while (s.metrics().telemetry.raw.messages_processed < per_thread * 256) {
+      }
+    const double secs = us_since(t0) * 1e-6;
+    row(("c. K2K throughput, " + std::to_string(cfg.pairs) + " kernel pairs, " +
+         (batched ? "k2k_send_batch of 32" : "one message per send"))
+            .c_str(),
+        fmt("%.1f M msg/s", double(per_thread * 256 * cfg.pairs) / secs / 1e6));
+    for (auto& k : srcs) k.terminate().value();
+    for (auto& k : sinks) k.terminate().value();
+  }
 }
 
 /// Publish -> delivery between two kernels: measured on the device (stamp at publish, read

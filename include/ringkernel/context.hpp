@@ -41,7 +41,7 @@ void cpu_sync_warp(CpuExec* e, std::uint32_t thread);
 std::uint64_t cpu_warp_exchange(CpuExec* e, std::uint32_t thread, std::uint64_t value, std::uint32_t src_lane);
 std::uint32_t cpu_warp_ballot(CpuExec* e, std::uint32_t thread, bool pred);
 Status cpu_k2k_send(CpuExec* e, std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size,
-                    std::uint64_t correlation);
+                    std::uint64_t correlation, std::uint32_t count);
 Status cpu_k2k_try_receive(CpuExec* e, TypeId type, void* out, std::uint32_t size, std::uint32_t* source);
 HlcTimestamp cpu_hlc_tick(CpuExec* e);
 HlcTimestamp cpu_hlc_now(CpuExec* e);
@@ -212,7 +212,16 @@ class RingContext {
   /// QueueFull = backpressure (nothing sent); NoRoute / TenantMismatch are counted.
   template <RingMessage T>
   RK_HOST_DEVICE Status k2k_send(std::uint32_t dest, const T& msg) noexcept {
-    return k2k_send_bytes(dest, type_id_v<T>, &msg, sizeof(T));
+    return k2k_send_bytes(dest, type_id_v<T>, &msg, sizeof(T), 1);
+  }
+  /// Sends msgs[0], ..., msgs[n-1] to `dest` with one claim of the ring and one
+  /// publication: all of them (Ok) or none (QueueFull: no room for n now; TooLarge: n
+  /// exceeds the route's capacity). FIFO with this kernel's other sends to `dest`. On a
+  /// GPU, a warp's lanes sending to one route share the claim, so a warp publishes all
+  /// its lanes' batches at once.
+  template <RingMessage T>
+  RK_HOST_DEVICE Status k2k_send_batch(std::uint32_t dest, const T* msgs, std::uint32_t n) noexcept {
+    return k2k_send_bytes(dest, type_id_v<T>, msgs, sizeof(T), n);
   }
   /// Pulls one inbound K2K message of type T (kernels launched with
   /// K2KDelivery::Pull); QueueEmpty when none is waiting.
@@ -224,8 +233,9 @@ class RingContext {
   /// RingKernel::connect created them); ~0u when there is no route i.
   RK_HOST_DEVICE std::uint32_t k2k_route_count() const noexcept;
   RK_HOST_DEVICE std::uint32_t k2k_route(std::uint32_t i) const noexcept;
-  RK_HOST_DEVICE Status k2k_send_bytes(std::uint32_t dest, TypeId type, const void* payload,
-                                       std::uint32_t size) noexcept;
+  /// `count` messages of `size` bytes each, back to back at `payload`.
+  RK_HOST_DEVICE Status k2k_send_bytes(std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size,
+                                       std::uint32_t count = 1) noexcept;
   RK_HOST_DEVICE Status k2k_try_receive_bytes(TypeId type, void* out, std::uint32_t size,
                                               std::uint32_t* source) noexcept;
 
@@ -305,9 +315,9 @@ inline std::uint64_t RingContext::warp_exchange(std::uint64_t v, std::uint32_t s
 }
 inline HlcTimestamp RingContext::hlc_tick() noexcept { return detail::cpu_hlc_tick(cpu_); }
 inline HlcTimestamp RingContext::hlc_now() noexcept { return detail::cpu_hlc_now(cpu_); }
-inline Status RingContext::k2k_send_bytes(std::uint32_t dest, TypeId type, const void* payload,
-                                          std::uint32_t size) noexcept {
-  return detail::cpu_k2k_send(cpu_, dest, type, payload, size, msg_corr_);
+inline Status RingContext::k2k_send_bytes(std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size,
+                                          std::uint32_t count) noexcept {
+  return detail::cpu_k2k_send(cpu_, dest, type, payload, size, msg_corr_, count);
 }
 inline Status RingContext::k2k_try_receive_bytes(TypeId type, void* out, std::uint32_t size,
                                                  std::uint32_t* source) noexcept {

@@ -63,7 +63,8 @@ class CpuKernel final : public KernelBackend {
   }
 
   // Kernel-thread side, called through RingContext.
-  Status k2k_send(std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr) noexcept;
+  Status k2k_send(std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,
+                  std::uint32_t count) noexcept;
   Status k2k_try_receive(TypeId type, void* out, std::uint32_t size, std::uint32_t* source) noexcept;
   bool emit(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr) noexcept;
   void flush_output() noexcept;
@@ -354,9 +355,10 @@ void CpuKernel::add_in_route(const RouteRing& ring, std::uint32_t source) noexce
 }
 
 Status CpuKernel::k2k_send(std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size,
-                           std::uint64_t corr) noexcept {
+                           std::uint64_t corr, std::uint32_t count) noexcept {
+  if (count == 0) return Status::Ok;
   if (!core_.options.enable_k2k) {
-    dead_letters_.fetch_add(1, std::memory_order_relaxed);
+    dead_letters_.fetch_add(count, std::memory_order_relaxed);
     return Status::NoRoute;
   }
   const std::uint32_t n = out_route_count_.load(std::memory_order_acquire);
@@ -370,28 +372,32 @@ Status CpuKernel::k2k_send(std::uint32_t dest, TypeId type, const void* payload,
       closed_route = true;
       continue;
     }
-    if (size + sizeof(Envelope) > r.producer.slot_size()) return Status::TooLarge;
-    if (r.producer.reserve(1) == 0) return Status::QueueFull;
-    Envelope env{type, corr, clock_.tick(), size, static_cast<std::uint16_t>(slot + 1),
-                 static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
-    std::byte* s = r.producer.slot(0);
-    std::memcpy(s, &env, sizeof env);
-    std::memcpy(s + sizeof env, payload, size);
-    r.producer.publish(1);
+    if (size + sizeof(Envelope) > r.producer.slot_size() || count > r.producer.view().capacity) return Status::TooLarge;
+    if (r.producer.reserve(count) < count) return Status::QueueFull;  // all or nothing
+    const std::uint64_t first = count == 1 ? hlc::pack(clock_.tick()) : clock_.tick_batch(count);
+    const auto* p = static_cast<const std::byte*>(payload);
+    for (std::uint32_t k = 0; k < count; ++k) {
+      Envelope env{type, corr, hlc::unpack(first + k, clock_.node_id()), size, static_cast<std::uint16_t>(slot + 1),
+                   static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
+      std::byte* s = r.producer.slot(k);
+      std::memcpy(s, &env, sizeof env);
+      std::memcpy(s + sizeof env, p + std::size_t{k} * size, size);
+    }
+    r.producer.publish(count);
     r.target_bell->ring();
-    ++exec.k2k_sent;
+    exec.k2k_sent += count;
     return Status::Ok;
   }
   if (closed_route) {
-    dead_letters_.fetch_add(1, std::memory_order_relaxed);
+    dead_letters_.fetch_add(count, std::memory_order_relaxed);
     return Status::Closed;
   }
   const std::int64_t t = rt_.tenant_of(dest);
   if (t >= 0 && static_cast<std::uint64_t>(t) != tenant) {
-    tenant_rejections_.fetch_add(1, std::memory_order_relaxed);
+    tenant_rejections_.fetch_add(count, std::memory_order_relaxed);
     return Status::TenantMismatch;
   }
-  dead_letters_.fetch_add(1, std::memory_order_relaxed);
+  dead_letters_.fetch_add(count, std::memory_order_relaxed);
   return Status::NoRoute;
 }
 
@@ -604,8 +610,8 @@ std::uint32_t cpu_warp_ballot(CpuExec* e, std::uint32_t thread, bool pred) {
   return e->team->ballot(thread, pred);
 }
 Status cpu_k2k_send(CpuExec* e, std::uint32_t dest, TypeId type, const void* payload, std::uint32_t size,
-                    std::uint64_t correlation) {
-  return kernel_of(e)->k2k_send(dest, type, payload, size, correlation);
+                    std::uint64_t correlation, std::uint32_t count) {
+  return kernel_of(e)->k2k_send(dest, type, payload, size, correlation, count);
 }
 Status cpu_k2k_try_receive(CpuExec* e, TypeId type, void* out, std::uint32_t size, std::uint32_t* source) {
   return kernel_of(e)->k2k_try_receive(type, out, size, source);

@@ -255,6 +255,31 @@ TEST_P(BackendTest, a_route_is_in_use_as_soon_as_connect_returns) {
   }
 }
 
+TEST_P(BackendTest, a_k2k_batch_arrives_whole_and_in_order_or_not_at_all) {
+  const LaunchOptions o{.block_size = 1, .enable_k2k = true, .k2k_queue_capacity = 16};
+  KernelHandle fwd = launch("test.batch_forwarder", o);
+  LaunchOptions so = o;
+  so.kernel_id = "batch_sink";
+  KernelHandle sink = launch("test.sink", so);
+  ASSERT_TRUE(rt_->connect(fwd, sink).ok());
+  ASSERT_TRUE(sink.deactivate().ok());  // nothing drains the route meanwhile
+  auto batch = [&](std::int64_t n) {
+    EXPECT_TRUE(fwd.send(Item{sink.slot(), n}).ok());
+    return static_cast<Status>(fwd.receive<Reply>(5s).value().source);
+  };
+  EXPECT_EQ(batch(10), Status::Ok);
+  EXPECT_EQ(batch(10), Status::QueueFull);  // 6 slots left: none of the 10 is sent
+  EXPECT_EQ(batch(6), Status::Ok);
+  EXPECT_EQ(batch(65), Status::TooLarge);   // more than the route holds at all
+  ASSERT_TRUE(sink.activate().ok());
+  for (std::int64_t i = 0; i < 10; ++i) ASSERT_EQ(sink.receive<Reply>(5s).value().value, 1000 + i);
+  for (std::int64_t i = 0; i < 6; ++i) ASSERT_EQ(sink.receive<Reply>(5s).value().value, 1000 + i);
+  std::this_thread::sleep_for(20ms);
+  Reply extra{};
+  EXPECT_EQ(sink.try_receive(extra), Status::QueueEmpty);
+  EXPECT_EQ(eventually([&] { return fwd.metrics().telemetry.raw.k2k_sent; }, std::uint64_t{16}), std::uint64_t{16});
+}
+
 TEST_P(BackendTest, k2k_fan_in_from_two_kernels_keeps_order_per_sender) {
   const LaunchOptions o{.block_size = 1, .enable_k2k = true};
   LaunchOptions o1 = o, o2 = o;

@@ -6,6 +6,7 @@ RK_KERNEL("test.block_sum", rktest::BlockSum);
 RK_KERNEL("test.faulty", rktest::Faulty);
 RK_KERNEL("test.barrier_in_parallel", rktest::BarrierInParallel);
 RK_KERNEL("test.forwarder", rktest::Forwarder);
+RK_KERNEL("test.batch_forwarder", rktest::BatchForwarder);
 RK_KERNEL("test.sink", rktest::Sink);
 RK_KERNEL("test.puller", rktest::Puller);
 RK_KERNEL("test.pusher", rktest::Pusher);

@@ -124,6 +124,22 @@ struct Forwarder {
   }
 };
 
+/// Sends Items 0 .. value-1 (at most 64) to kernel `seq` with one k2k_send_batch and
+/// replies with the status (in `source`).
+struct BatchForwarder {
+  using Request = Item;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Reply& out) const {
+    if (ctx.thread_id() != 0) return false;
+    Item items[64];
+    const auto n = static_cast<std::uint32_t>(in.value < 64 ? in.value : 64);
+    for (std::uint32_t i = 0; i < n; ++i) items[i] = Item{i, static_cast<std::int64_t>(i)};
+    const Status s = ctx.k2k_send_batch(static_cast<std::uint32_t>(in.seq), items, in.value > 64 ? 65u : n);
+    out = Reply{in.seq, n, 0, static_cast<std::uint32_t>(s), 0};
+    return true;
+  }
+};
+
 /// Reports every K2K message it gets (value + 1000), and host messages as they are.
 struct Sink {
   using Request = Item;

@@ -42,10 +42,10 @@ struct BlockShared {
   std::uint64_t start;         // first input position of the batch
   std::uint64_t out_base;      // first output position of the batch
   std::uint64_t hlc_first;     // parallel mode: packed HLC of the batch's first response
-  std::uint64_t hlc_local;     // actor mode: the kernel clock lives here (shared-memory atomics)
+  std::uint64_t hlc_local;     // one-block kernels: the kernel clock lives here (shared-memory atomics)
   std::uint64_t actor_done;    // last actor command carried out (leader)
   std::uint64_t actor_exec;    // the command being carried out (leader -> handler threads)
-  std::uint64_t* hlc;          // &hlc_local (actor) or &DeviceWork::hlc (parallel: every block)
+  std::uint64_t* hlc;          // &hlc_local (one block) or &DeviceWork::hlc (parallel, several blocks)
   std::uint64_t dropped;       // ctx.count_dropped and rejected slots
   std::uint64_t lat_total;
   std::uint64_t lat_min;
@@ -194,25 +194,21 @@ __device__ inline bool dev_route_from_table(const DeviceKernel* dk, std::uint32_
   return true;
 }
 
-/// Multi-producer send into a device K2K ring. Lanes of a warp sending to the same ring
-/// are aggregated (the warp-aggregated-atomics pattern): one lane claims a run of positions
-/// with one CAS on the ring's claim word and takes the run's HLC stamps with one tick, every
-/// lane writes its slot, and the run is published with one release store of the tail, in
-/// claim order (a run waits until every earlier claim is published). The consumer still
-/// sees single-writer head/tail words. `hint` (a cached route's RouteHint, or null) lets a
-/// block that is the ring's only producer claim with one CAS and publish without loading
-/// the ring's words first.
-__device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared* bs, const RingView& v, TypeId type,
-                                      const void* payload, std::uint32_t size, std::uint64_t corr,
-                                      RouteHint* hint = nullptr) {
+/// Claims `total` positions of a device K2K ring for the lanes in `peers` (lane `offset`
+/// positions into the run) and sends this lane's `n` messages (`size` bytes each, back to
+/// back at `payload`): one lane claims the run with one CAS on the ring's claim word and
+/// takes its HLC stamps with one tick, every lane writes its slots, and the run is
+/// published with one fence and one store of the tail, in claim order (a run waits until
+/// every earlier claim is published). The consumer still sees single-writer head/tail
+/// words. `hint` (a cached route's RouteHint, or null) lets a block that is the ring's only
+/// producer claim with one CAS and publish without loading the ring's words first.
+__device__ inline Status dev_k2k_run(const DeviceKernel* dk, const BlockShared* bs, const RingView& v, TypeId type,
+                                     const void* payload, std::uint32_t size, std::uint32_t n, std::uint64_t corr,
+                                     RouteHint* hint, unsigned peers, std::uint32_t offset, std::uint32_t total) {
   RingIndices* ix = v.indices;
-  if (size + sizeof(Envelope) > v.slot_size) return Status::TooLarge;
-  const unsigned active = __activemask();
-  const unsigned peers = __match_any_sync(active, reinterpret_cast<unsigned long long>(ix));
   const unsigned lane = threadIdx.x & 31u;
   const unsigned first = __ffs(peers) - 1;
-  const unsigned rank = __popc(peers & ((1u << lane) - 1u));
-  const unsigned count = __popc(peers);
+  const bool alone = peers == (1u << lane);
   std::uint64_t base = 0, stamp = 0;
   unsigned status = static_cast<unsigned>(Status::Ok);
   bool in_order = false;
@@ -226,8 +222,8 @@ __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared*
       c = shared_volatile_load64(&hint->claim);
       head = shared_volatile_load64(&hint->head);
       const std::uint64_t published = shared_volatile_load64(&hint->tail);
-      if (c + count - head <= v.capacity) {
-        const unsigned long long seen = global_cas64(claim, c, c + count);
+      if (c + total - head <= v.capacity) {
+        const unsigned long long seen = global_cas64(claim, c, c + total);
         claimed = seen == c;
         if (claimed) {
           base = c;
@@ -243,13 +239,13 @@ __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared*
       std::uint64_t tail = load_relaxed<Scope::Device>(&ix->tail);
       head = load_acquire<Scope::Device>(&ix->head);
       for (;;) {
-        if (c + count - head > v.capacity) {
+        if (c + total - head > v.capacity) {
           // Full, or a consumer that is gone: told apart only here, off the fast path.
           status = static_cast<unsigned>(load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed
                                                                                                  : Status::QueueFull);
           break;
         }
-        const unsigned long long seen = global_cas64(claim, c, c + count);
+        const unsigned long long seen = global_cas64(claim, c, c + total);
         if (seen == c) {
           base = c;
           in_order = tail == c;  // nobody before us is still writing
@@ -265,36 +261,68 @@ __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared*
       }
     }
     if (status == static_cast<unsigned>(Status::Ok)) {
-      if (hint) shared_volatile_store64(&hint->claim, base + count);
-      stamp = dev_hlc_tick(dk, bs, count);  // the run's stamps: stamp .. stamp + count - 1
+      if (hint) shared_volatile_store64(&hint->claim, base + total);
+      stamp = dev_hlc_tick(dk, bs, total);  // the run's stamps: stamp .. stamp + total - 1
     }
   }
-  if (count > 1) {  // share the claim with the run's other lanes (a lone sender has it already)
+  if (!alone) {  // share the claim with the run's other lanes (a lone sender has it already)
     status = __shfl_sync(peers, status, first);
     base = __shfl_sync(peers, static_cast<unsigned long long>(base), first);
-    stamp = __shfl_sync(peers, static_cast<unsigned long long>(stamp), first) + rank;
+    stamp = __shfl_sync(peers, static_cast<unsigned long long>(stamp), first);
   }
   if (status != static_cast<unsigned>(Status::Ok)) return static_cast<Status>(status);
-  const std::uint64_t pos = base + rank;
-  alignas(16) unsigned char buf[sizeof(Envelope)];
-  Envelope env{type, corr, hlc::unpack(stamp, dk->node_id), size, static_cast<std::uint16_t>(dk->slot + 1),
-               static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
-  memcpy(buf, &env, sizeof env);
-  std::byte* slot = v.slot(pos);
-  dev_store16(slot, buf, sizeof env);
-  dev_store_payload(slot + sizeof env, payload, size);
-  __syncwarp(peers);  // every lane's slot is written before the run is published
+  const auto* p = static_cast<const unsigned char*>(payload);
+  for (std::uint32_t k = 0; k < n; ++k) {
+    alignas(16) unsigned char buf[sizeof(Envelope)];
+    Envelope env{type, corr, hlc::unpack(stamp + offset + k, dk->node_id), size, static_cast<std::uint16_t>(dk->slot + 1),
+                 static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
+    memcpy(buf, &env, sizeof env);
+    std::byte* slot = v.slot(base + offset + k);
+    dev_store16(slot, buf, sizeof env);
+    dev_store_payload(slot + sizeof env, p + std::size_t{k} * size, size);
+  }
+  __syncwarp(peers);  // every lane's slots are written before the run is published
   if (lane == first) {
     if (!in_order)
       while (load_acquire<Scope::Device>(&ix->tail) != base) __nanosleep(20);
     // One fence, then the tail (pairs with the consumer's acquire) and the block's hint:
     // both stores follow the fence, so each is a release of the run's slot writes.
     asm volatile("fence.acq_rel.gpu;" ::: "memory");
-    asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(&ix->tail), "l"(base + count) : "memory");
-    if (hint) shared_volatile_store64(&hint->tail, base + count);
+    asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(&ix->tail), "l"(base + total) : "memory");
+    if (hint) shared_volatile_store64(&hint->tail, base + total);
   }
   __syncwarp(peers);
   return Status::Ok;
+}
+
+/// Multi-producer send of this lane's `n` messages into a device K2K ring. Lanes of a warp
+/// sending to the same ring are aggregated (the warp-aggregated-atomics pattern) into one
+/// run; when their messages together exceed the ring's capacity, the lanes claim one
+/// after another instead (each lane's batch alone must fit).
+__device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared* bs, const RingView& v, TypeId type,
+                                      const void* payload, std::uint32_t size, std::uint64_t corr,
+                                      RouteHint* hint = nullptr, std::uint32_t n = 1) {
+  if (size + sizeof(Envelope) > v.slot_size || n > v.capacity) return Status::TooLarge;
+  if (n == 0) return Status::Ok;
+  const unsigned active = __activemask();
+  const unsigned peers = __match_any_sync(active, reinterpret_cast<unsigned long long>(v.indices));
+  const unsigned lane = threadIdx.x & 31u;
+  if (peers == (1u << lane)) return dev_k2k_run(dk, bs, v, type, payload, size, n, corr, hint, peers, 0, n);
+  // Several lanes: this lane's place in the run, and the run's length.
+  std::uint32_t offset = 0, total = 0;
+  for (unsigned m = peers; m != 0; m &= m - 1) {
+    const unsigned src = __ffs(m) - 1;
+    const std::uint32_t ni = __shfl_sync(peers, n, src);
+    if (src < lane) offset += ni;
+    total += ni;
+  }
+  if (total <= v.capacity) return dev_k2k_run(dk, bs, v, type, payload, size, n, corr, hint, peers, offset, total);
+  Status result = Status::Ok;
+  for (unsigned m = peers; m != 0; m &= m - 1) {
+    if (lane == __ffs(m) - 1) result = dev_k2k_run(dk, bs, v, type, payload, size, n, corr, hint, 1u << lane, 0, n);
+    __syncwarp(peers);
+  }
+  return result;
 }
 
 /// The routing table's entry for `topic`, or null (open addressing, linear probing).
@@ -434,7 +462,7 @@ RK_HOST_DEVICE inline std::uint32_t RingContext::k2k_route(std::uint32_t i) cons
 }
 
 RK_HOST_DEVICE inline Status RingContext::k2k_send_bytes(std::uint32_t dest, TypeId type, const void* payload,
-                                                        std::uint32_t size) noexcept {
+                                                        std::uint32_t size, std::uint32_t count) noexcept {
 #if RK_DEVICE_PASS
   const detail::DeviceKernel* dk = device_;
   auto* bs = static_cast<detail::BlockShared*>(device_block_);
@@ -451,23 +479,23 @@ RK_HOST_DEVICE inline Status RingContext::k2k_send_bytes(std::uint32_t dest, Typ
     for (std::uint32_t i = bs->out_count; !view && detail::dev_route_from_table(dk, i, fresh); ++i)
       if (fresh.peer == dest) view = &fresh.view;  // connected moments ago, not cached yet
     if (view) {
-      const Status s = detail::dev_k2k_push(dk, bs, *view, type, payload, size, msg_corr_, hint);
-      if (s == Status::Ok) detail::global_add64(&w->k2k_sent, 1ull);
-      if (s == Status::Closed) detail::global_add64(&w->dead_letters, 1ull);
+      const Status s = detail::dev_k2k_push(dk, bs, *view, type, payload, size, msg_corr_, hint, count);
+      if (s == Status::Ok) detail::global_add64(&w->k2k_sent, count);
+      if (s == Status::Closed) detail::global_add64(&w->dead_letters, count);
       return s;
     }
     if (dest < dk->directory_size) {
       const std::int64_t t = *reinterpret_cast<const volatile std::int64_t*>(&dk->tenants[dest]);
       if (t >= 0 && static_cast<std::uint64_t>(t) != dk->tenant_id) {
-        detail::global_add64(&w->tenant_rejections, 1ull);
+        detail::global_add64(&w->tenant_rejections, count);
         return Status::TenantMismatch;
       }
     }
   }
-  detail::global_add64(&w->dead_letters, 1ull);
+  detail::global_add64(&w->dead_letters, count);
   return Status::NoRoute;
 #else
-  return detail::cpu_k2k_send(cpu_, dest, type, payload, size, msg_corr_);
+  return detail::cpu_k2k_send(cpu_, dest, type, payload, size, msg_corr_, count);
 #endif
 }
 

@@ -146,6 +146,29 @@ __device__ inline bool read_request(const std::byte* slot, Envelope& env, Req& r
   return true;
 }
 
+/// Parallel mode: every handler thread of a warp calls this (with `timed` false when it
+/// had no message); the warp reduces the latencies with shuffles and one lane updates the
+/// block's figures, so 512 threads make 16 sets of shared atomics per batch, not 512.
+__device__ inline void record_latency_warp(const DeviceKernel* dk, BlockShared* bs, bool timed, const HlcTimestamp& ts) {
+  unsigned long long lat = 0;
+  if (timed) {
+    const std::uint64_t now = dev_wall_us(dk);
+    lat = now > ts.physical ? now - ts.physical : 0;
+  }
+  unsigned long long sum = lat, lo = timed ? lat : ~0ull, hi = lat;
+  for (int o = 16; o > 0; o >>= 1) {
+    sum += __shfl_xor_sync(~0u, sum, o);
+    const unsigned long long l = __shfl_xor_sync(~0u, lo, o), h = __shfl_xor_sync(~0u, hi, o);
+    lo = l < lo ? l : lo;
+    hi = h > hi ? h : hi;
+  }
+  if ((threadIdx.x & 31u) == 0 && lo != ~0ull) {
+    atomicAdd(reinterpret_cast<unsigned long long*>(&bs->lat_total), sum);
+    atomicMin(reinterpret_cast<unsigned long long*>(&bs->lat_min), lo);
+    atomicMax(reinterpret_cast<unsigned long long*>(&bs->lat_max), hi);
+  }
+}
+
 __device__ inline void record_latency(const DeviceKernel* dk, BlockShared* bs, const HlcTimestamp& ts) {
   const std::uint64_t now = dev_wall_us(dk);
   const unsigned long long lat = now > ts.physical ? now - ts.physical : 0;
@@ -221,7 +244,8 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
     memset(bs, 0, offsetof(BlockShared, kernel));
     bs->lat_min = ~0ull;
     bs->hlc_local = dk->work->hlc;
-    bs->hlc = actor ? &bs->hlc_local : &dk->work->hlc;
+    // One block: the clock lives in shared memory (device memory only when blocks share it).
+    bs->hlc = (actor || dk->grid_size == 1) ? &bs->hlc_local : &dk->work->hlc;
   }
   __syncthreads();  // the only full-block barrier: after it the poller never meets the others
   if (tid >= hthreads) {
@@ -491,6 +515,8 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
     } else {
       // Parallel: message index = block offset + thread.
       const std::uint32_t idx = blockIdx.x * dk->block_size + tid;
+      bool timed = false;
+      HlcTimestamp stamp{};
       if (tid < dk->block_size && idx < n) {
         Envelope env;
         Req req;
@@ -500,7 +526,8 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
         if (valid) {
           ctx.set_message(env.timestamp, env.correlation_id, source == 0 ? 0u : bs->in_routes[source - 1].peer + 1, idx);
           emit = Traits::invoke(handler, ctx, state, req, resp);
-          record_latency(dk, bs, env.timestamp);
+          timed = true;
+          stamp = env.timestamp;
         } else {
           atomicAdd(reinterpret_cast<unsigned long long*>(&bs->dropped), 1ull);
         }
@@ -514,6 +541,7 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
         write_response(slot, re, resp);
         }
       }
+      record_latency_warp(dk, bs, timed, stamp);  // every handler thread (whole warps) gets here
     }
     handler_barrier(hthreads);
 
