@@ -2,9 +2,9 @@
 // with nvcc when the CUDA backend is on, so each one also gets its CUDA build.
 #pragma once
 
-#include <chrono>
-
 #include <ringkernel/ringkernel.hpp>
+
+#include "../clock.hpp"
 
 namespace rkbench {
 using namespace ringkernel;
@@ -34,16 +34,6 @@ struct EchoActor {
 };
 
 // ---- ping-pong between two actors (Savina's form): K2K, timed inside the pinger -----------
-RK_HOST_DEVICE inline std::uint64_t clock_ns() {
-#if RK_DEVICE_PASS
-  std::uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-#else
-  return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-#endif
-}
-
 struct PairRun {
   std::uint64_t rounds;
   std::uint64_t reserved;

@@ -21,6 +21,8 @@
 
 #include <ringkernel/ringkernel.hpp>
 
+#include "../clock.hpp"
+
 using namespace ringkernel;
 using Clock = std::chrono::steady_clock;
 
@@ -45,16 +47,6 @@ struct Echo16 {
   }
 };
 
-RK_HOST_DEVICE inline std::uint64_t now_ns() {
-#if RK_DEVICE_PASS
-  std::uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-#else
-  return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-#endif
-}
-
 struct Stamp {
   std::uint64_t sent_ns;
   std::uint64_t seq;
@@ -71,10 +63,10 @@ struct K2KSource {
     const std::uint32_t dest = ctx.k2k_route(0);
     std::uint64_t cost = 0;
     for (std::uint64_t i = 0; i < in.a; ++i) {
-      const std::uint64_t t0 = now_ns();
+      const std::uint64_t t0 = rkbench::clock_ns();
       while (ctx.k2k_send(dest, Stamp{t0, in.b + i}) == Status::QueueFull) {
       }
-      cost = now_ns() - t0;
+      cost = rkbench::clock_ns() - t0;
     }
     out = Resp16{cost, in.b};
     return ctx.mode() == KernelMode::Actor;
@@ -115,16 +107,16 @@ struct K2KPinger {
   RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Req16& in, PingStats& out) const {
     if (ctx.thread_id() != 0) return false;
     const std::uint32_t dest = ctx.k2k_route(0);
-    const std::uint64_t t0 = now_ns();
+    const std::uint64_t t0 = rkbench::clock_ns();
 #if RK_DEVICE_PASS
     const std::uint64_t c0 = clock64();
 #endif
     std::uint64_t lost = 0, send = 0;
     for (std::uint64_t i = 0; i < in.a; ++i) {
-      const std::uint64_t s0 = now_ns();
+      const std::uint64_t s0 = rkbench::clock_ns();
       while (ctx.k2k_send(dest, Stamp{0, i}) == Status::QueueFull) {
       }
-      send += now_ns() - s0;
+      send += rkbench::clock_ns() - s0;
       Stamp back{};
       std::uint64_t spins = 0;
       while (ctx.k2k_try_receive(back) != Status::Ok) {
@@ -134,7 +126,7 @@ struct K2KPinger {
         }
       }
     }
-    const std::uint64_t ns = now_ns() - t0;
+    const std::uint64_t ns = rkbench::clock_ns() - t0;
 #if RK_DEVICE_PASS
     const std::uint64_t cycles = clock64() - c0;
 #else
@@ -162,7 +154,7 @@ struct K2KLatencySink {
   using Request = Stamp;
   using Response = Resp16;
   RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Stamp& in, Resp16& out) const {
-    out = Resp16{now_ns() - in.sent_ns, in.seq};
+    out = Resp16{rkbench::clock_ns() - in.sent_ns, in.seq};
     return ctx.thread_id() == 0;
   }
 };
@@ -173,7 +165,7 @@ struct StampPublisher {
   using Response = void;
   RK_HOST_DEVICE void operator()(RingContext& ctx, NoState&, const Req16& in) const {
     if (ctx.thread_id() != 0) return;
-    while (ctx.publish(in.a, Stamp{now_ns(), in.b}) == Status::QueueFull) {
+    while (ctx.publish(in.a, Stamp{rkbench::clock_ns(), in.b}) == Status::QueueFull) {
     }
   }
 };
@@ -224,9 +216,9 @@ RK_KERNEL("bench.k2k_ponger", bench::K2KPonger);
 __global__ void empty_kernel() {}
 /// Smallest step of %globaltimer seen in a tight loop (its resolution on this GPU).
 __global__ void timer_step(unsigned long long* out) {
-  unsigned long long prev = bench::now_ns(), best = ~0ull;
+  unsigned long long prev = rkbench::clock_ns(), best = ~0ull;
   for (int i = 0; i < 100000; ++i) {
-    const unsigned long long t = bench::now_ns();
+    const unsigned long long t = rkbench::clock_ns();
     if (t != prev && t - prev < best) best = t - prev;
     prev = t;
   }

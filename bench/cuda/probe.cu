@@ -146,9 +146,28 @@ __device__ inline void vstore4(uint4* p, uint4 v) {
   asm volatile("st.volatile.global.v4.u32 [%0], {%1,%2,%3,%4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
 
+/// Waits for the peer's message `i` and reads it (see k2k_floor); returns a checksum word.
+__device__ unsigned long long receive_message(int mode, const unsigned long long* tail_in, const uint4* slot_in, int i) {
+  unsigned long long sum = 0;
+  if (mode != 1) {
+    unsigned long long v;
+    do asm volatile("ld.acquire.gpu.u64 %0, [%1];" : "=l"(v) : "l"(tail_in) : "memory");
+    while (v != (unsigned long long)i);
+    for (int k = 0; k < 5; ++k) sum += vload4(slot_in + k).x;
+  } else {
+    uint4 v;
+    do v = vload4(slot_in + 4);
+    while (v.w != (unsigned)i);
+    __threadfence();
+    for (int k = 0; k < 4; ++k) sum += vload4(slot_in + k).x;
+  }
+  return sum;
+}
+
 /// Two blocks of one kernel exchange an 80-byte message through device memory `n` times
 /// each way: mode 0 tail word + slot (release/acquire), mode 1 a sequence number in the
-/// slot's last 16 bytes (one 16-byte store after a fence; the reader polls that word).
+/// slot's last 16 bytes (one 16-byte store after a fence; the reader polls that word);
+/// modes 2 and 3 as mode 0 with a CAS claim first (on the tail's line / on its own line).
 __global__ void k2k_floor(unsigned long long* mem, int n, int mode, unsigned long long* out) {
   const int me = blockIdx.x;
   unsigned long long* tail_out = mem + (me ? 16 : 0);
@@ -159,50 +178,22 @@ __global__ void k2k_floor(unsigned long long* mem, int n, int mode, unsigned lon
   const unsigned long long t0 = gt();
   unsigned long long sum = 0, t_cas = 0;
   for (int i = 1; i <= n; ++i) {
-    if (me == 0 || i > 0) {
-      if (me == 1) {  // wait for the peer's message i
-        if (mode != 1) {
-          unsigned long long v;
-          do asm volatile("ld.acquire.gpu.u64 %0, [%1];" : "=l"(v) : "l"(tail_in) : "memory");
-          while (v != (unsigned long long)i);
-          for (int k = 0; k < 5; ++k) sum += vload4(slot_in + k).x;
-        } else {
-          uint4 v;
-          do v = vload4(slot_in + 4);
-          while (v.w != (unsigned)i);
-          __threadfence();
-          for (int k = 0; k < 4; ++k) sum += vload4(slot_in + k).x;
-        }
-      }
-      if (mode >= 2) {  // claim a position first, as a multi-producer ring does
-        unsigned long long* claim = mode == 2 ? tail_out + 3 : mem + 512 + (me ? 16 : 0);
-        t_cas -= gt();
-        sum += atomicCAS(claim, (unsigned long long)(i - 1), (unsigned long long)i);
-        t_cas += gt();
-      }
-      for (int k = 0; k < 4; ++k) slot_out[k] = make_uint4(i, k, 0, 0);
-      if (mode != 1) {
-        slot_out[4] = make_uint4(i, 4, 0, 0);
-        asm volatile("st.release.gpu.u64 [%0], %1;" ::"l"(tail_out), "l"((unsigned long long)i) : "memory");
-      } else {
-        __threadfence();
-        vstore4(&slot_out[4], make_uint4(i, 4, 0, (unsigned)i));
-      }
-      if (me == 0) {
-        if (mode != 1) {
-          unsigned long long v;
-          do asm volatile("ld.acquire.gpu.u64 %0, [%1];" : "=l"(v) : "l"(tail_in) : "memory");
-          while (v != (unsigned long long)i);
-          for (int k = 0; k < 5; ++k) sum += vload4(slot_in + k).x;
-        } else {
-          uint4 v;
-          do v = vload4(slot_in + 4);
-          while (v.w != (unsigned)i);
-          __threadfence();
-          for (int k = 0; k < 4; ++k) sum += vload4(slot_in + k).x;
-        }
-      }
+    if (me == 1) sum += receive_message(mode, tail_in, slot_in, i);  // block 1 answers block 0
+    if (mode >= 2) {  // claim a position first, as a multi-producer ring does
+      unsigned long long* claim = mode == 2 ? tail_out + 3 : mem + 512 + (me ? 16 : 0);
+      t_cas -= gt();
+      sum += atomicCAS(claim, (unsigned long long)(i - 1), (unsigned long long)i);
+      t_cas += gt();
     }
+    for (int k = 0; k < 4; ++k) slot_out[k] = make_uint4(i, k, 0, 0);
+    if (mode != 1) {
+      slot_out[4] = make_uint4(i, 4, 0, 0);
+      asm volatile("st.release.gpu.u64 [%0], %1;" ::"l"(tail_out), "l"((unsigned long long)i) : "memory");
+    } else {
+      __threadfence();
+      vstore4(&slot_out[4], make_uint4(i, 4, 0, (unsigned)i));
+    }
+    if (me == 0) sum += receive_message(mode, tail_in, slot_in, i);
   }
   if (me == 0) {
     out[mode] = (gt() - t0) / (2ull * n);
