@@ -148,8 +148,10 @@ class CudaRuntime final : public RingKernelRuntime {
   Result<std::byte*> arena_alloc(std::size_t bytes, const char* what);
   /// Device publish routing: registers with the runtime's broker once (first kernel start).
   void listen_for_routes(Broker& broker);
-  /// Kernel subscriptions the device served for publishes made under routing `version`.
-  std::vector<SubscriptionId> device_routed(std::uint32_t version, TopicId topic);
+  /// Kernel subscriptions the device served for publishes of `topic` made under routing
+  /// `version` (null: none). A version's entries never change once made, and none is ever
+  /// removed, so the pointer stays valid without the lock.
+  const std::vector<SubscriptionId>* device_routed(std::uint32_t version, TopicId topic);
   std::mutex routes_mutex;  ///< route tables and inbound ring lists of this runtime's kernels
   bool poisoned() const noexcept { return poisoned_.load(); }
   void poison() noexcept { poisoned_.store(true); }
@@ -278,18 +280,17 @@ class CudaKernel final : public KernelBackend {
 std::uint32_t CudaKernel::pump_publishes() noexcept {
   const std::uint32_t n = publish_.available(64);
   std::uint32_t i = 0;
-  std::vector<SubscriptionId> served;
   for (; i < n; ++i) {
     const std::byte* slot = publish_.slot(i);
     Envelope env;
     std::memcpy(&env, slot, sizeof env);
     if (!core_.broker) continue;
-    served.clear();
+    std::span<const SubscriptionId> served;
     if (env.flags & kEnvelopeDeviceRouted) {
       // Delivered on the device to some kernel subscribers already: the broker skips them.
       std::uint32_t version = 0;
       std::memcpy(&version, slot + sizeof env + kPublishMaxPayload, sizeof version);
-      served = rt_.device_routed(version, env.correlation_id);
+      if (const auto* ids = rt_.device_routed(version, env.correlation_id)) served = *ids;
     }
     const Status s = core_.broker->publish_from_kernel(env.correlation_id, env.type_id, slot + sizeof env,
                                                        env.payload_size, env.timestamp, core_.slot, served);
@@ -744,12 +745,12 @@ void CudaRuntime::listen_for_routes(Broker& broker) {
   });
 }
 
-std::vector<SubscriptionId> CudaRuntime::device_routed(std::uint32_t version, TopicId topic) {
+const std::vector<SubscriptionId>* CudaRuntime::device_routed(std::uint32_t version, TopicId topic) {
   std::lock_guard lock(table_mutex_);
   auto v = device_routed_.find(version);
-  if (v == device_routed_.end()) return {};
+  if (v == device_routed_.end()) return nullptr;
   auto t = v->second.find(topic);
-  return t == v->second.end() ? std::vector<SubscriptionId>{} : t->second;
+  return t == v->second.end() ? nullptr : &t->second;
 }
 
 std::optional<RingView> CudaRuntime::inbox_for(KernelCore& core, CudaKernel& k) {
@@ -832,7 +833,7 @@ void CudaRuntime::on_routes(std::uint64_t version, const std::vector<TopicRoute>
   }
   // The table is complete in device memory before its pointer is (stream order, then a
   // synchronisation): a kernel that reads the new pointer reads a whole table.
-  device_routed_[static_cast<std::uint32_t>(version)] = std::move(served);
+  device_routed_.try_emplace(static_cast<std::uint32_t>(version), std::move(served));  // a version is made once
   cudaMemcpyAsync(topic_word_, &table, sizeof table, cudaMemcpyHostToDevice, setup_);
   cudaStreamSynchronize(setup_);
 }
