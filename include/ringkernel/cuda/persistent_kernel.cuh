@@ -247,7 +247,7 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
     // One block: the clock lives in shared memory (device memory only when blocks share it).
     bs->hlc = (actor || dk->grid_size == 1) ? &bs->hlc_local : &dk->work->hlc;
   }
-  __syncthreads();  // the only full-block barrier: after it the poller never meets the others
+  __syncthreads();  // the last full-block barrier: after it the poller never meets the others
   if (tid >= hthreads) {
     if (block0 && tid == hthreads) poller_loop(dk, bs);
     return;
