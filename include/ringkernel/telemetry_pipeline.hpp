@@ -99,6 +99,8 @@ struct KernelSample {
   std::uint32_t input_capacity = 0;
   double messages_per_second = 0;  ///< processed, since the previous snapshot
   double drop_rate = 0;            ///< dropped / (processed + dropped), since the previous snapshot
+  std::uint32_t actors = 0;         ///< actor pools: actors in the pool (failed ones included)
+  std::uint32_t failed_actors = 0;  ///< actor pools: actors whose handler failed, not yet restarted
 };
 
 struct HistogramSample {

@@ -198,6 +198,10 @@ struct TelemetryPipeline::Impl {
         ks.state = k->status().state;
         ks.metrics = k->metrics();
         ks.input_capacity = k->options().input_queue_capacity;
+        if (k->options().actor_slots != 0) {
+          ks.actors = static_cast<std::uint32_t>(k->actors().size());
+          ks.failed_actors = static_cast<std::uint32_t>(k->actor_faults().size());
+        }
         Previous& p = previous[ks.id];
         const std::uint64_t processed = ks.metrics.telemetry.raw.messages_processed;
         const std::uint64_t dropped = ks.metrics.telemetry.raw.messages_dropped;
@@ -497,6 +501,10 @@ std::string to_prometheus(const Snapshot& s) {
        [](const KernelSample& k) { return double(k.metrics.output.enqueued); }},
       {"ringkernel_kernel_last_error", "gauge", "Last device error code (0 = none).",
        [](const KernelSample& k) { return double(k.metrics.telemetry.raw.last_error); }},
+      {"ringkernel_kernel_actors", "gauge", "Actor pools: actors in the pool.",
+       [](const KernelSample& k) { return double(k.actors); }},
+      {"ringkernel_kernel_failed_actors", "gauge", "Actor pools: actors whose handler failed, not yet restarted.",
+       [](const KernelSample& k) { return double(k.failed_actors); }},
   };
   for (const KernelMetric& m : kernel_metrics) {
     if (s.kernels.empty()) break;

@@ -118,3 +118,27 @@ TEST(TelemetryKernels, the_endpoint_serves_live_kernel_metrics) {
   server->stop();
   tp.stop();
 }
+
+TEST(TelemetryKernels, snapshots_count_a_pools_actors_and_its_failed_ones) {
+  RingKernel rt = RingKernel::builder().backend(Backend::Cpu).build().value();
+  LaunchOptions o = opts("pool/workers");
+  o.actor_slots = 4;
+  KernelHandle pool = rt.launch("ptest.pool_worker", o).value();
+  const ActorRef a = pool.spawn_actor().value();
+  (void)pool.spawn_actor().value();
+  ASSERT_TRUE(pool.send(ptest::ActorJob{a.index, 5, 0}).ok());  // actor a fails with code 5
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (pool.actor_faults().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+
+  TelemetryPipeline tp;
+  tp.watch(pool);
+  const Snapshot s = tp.snapshot_now();
+  ASSERT_EQ(s.kernels.size(), 1u);
+  EXPECT_EQ(s.kernels[0].actors, 2u);
+  EXPECT_EQ(s.kernels[0].failed_actors, 1u);
+  const std::string text = tp.prometheus_text();
+  EXPECT_NE(text.find("ringkernel_kernel_failed_actors{kernel=\"pool/workers\",backend=\"cpu\"} 1"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("ringkernel_kernel_actors{kernel=\"pool/workers\",backend=\"cpu\"} 2"), std::string::npos);
+  tp.unwatch(pool);
+}
