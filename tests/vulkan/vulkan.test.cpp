@@ -4,8 +4,10 @@
 // in tests/backend/backend.test.cpp.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstddef>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <ringkernel/ringkernel.hpp>
@@ -270,7 +272,14 @@ TEST_F(VulkanBackend, the_shader_keeps_telemetry_and_the_control_block_current) 
   KernelHandle k = rt.launch("test.echo", LaunchOptions{.block_size = 32}).value();
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(k.send(rktest::Item{static_cast<std::uint64_t>(i), i}).ok());
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(k.receive<rktest::Reply>(5s).ok());
-  const KernelMetrics m = k.metrics();
+  // Telemetry is eventually consistent: the shader publishes a batch's responses before it
+  // writes that batch's figures.
+  KernelMetrics m = k.metrics();
+  for (const auto deadline = std::chrono::steady_clock::now() + 2s;
+       (m.telemetry.raw.messages_processed != 50u || k.status().messages_processed != 50u) &&
+       std::chrono::steady_clock::now() < deadline;
+       m = k.metrics())
+    std::this_thread::sleep_for(1ms);
   EXPECT_EQ(m.telemetry.raw.messages_processed, 50u);
   EXPECT_EQ(m.telemetry.raw.messages_dropped, 0u);
   EXPECT_LE(m.telemetry.raw.min_latency_us, m.telemetry.raw.max_latency_us);
