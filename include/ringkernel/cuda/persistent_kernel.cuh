@@ -57,8 +57,8 @@ __device__ inline std::uint64_t shared_relaxed(const std::uint64_t* p) {
 
 /// The poller warp's loop (lane 0 of block 0). Every iteration is one acquire load of the
 /// input tail (one PCIe round trip); the control words and route counts, which change
-/// rarely, are read every 16th iteration (loads of mapped memory do not overlap, so each
-/// extra word would add a round trip to every message's latency).
+/// rarely, are read every 16th iteration, issued ahead of the tail's load so that they
+/// share its round trip.
 __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
   ControlBlock* c = dk->control;
   const RingIndices* in = dk->input.indices;
@@ -66,11 +66,26 @@ __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
   std::uint32_t last_oc = 0, last_ic = 0, idle = 0;
   const ActorMailbox* mailbox = dk->actor_slots != 0 ? dk->actor_mailbox : nullptr;
   while (shared_relaxed(&bs->exit) == 0) {
-    if ((beats & 15u) == 0) {
-      store_release<Scope::Block>(&bs->active, *reinterpret_cast<volatile std::uint32_t*>(&c->is_active));
-      store_release<Scope::Block>(&bs->terminate, *reinterpret_cast<volatile std::uint32_t*>(&c->should_terminate));
-      const std::uint32_t oc = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->out_count);
-      const std::uint32_t ic = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->in_count);
+    // Every 16th poll also reads the control words and the route counts. All these loads
+    // are relaxed and issued before the tail's acquire, so they cross PCIe together with it
+    // (one round trip, not one per word; an acquire orders only what comes after it).
+    const bool control = (beats & 15u) == 0;
+    std::uint32_t active = 0, terminate = 0, oc = 0, ic = 0;
+    if (control) {
+      active = *reinterpret_cast<volatile std::uint32_t*>(&c->is_active);
+      terminate = *reinterpret_cast<volatile std::uint32_t*>(&c->should_terminate);
+      oc = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->out_count);
+      ic = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->in_count);
+    }
+    // Actor pools: the command word goes with them.
+    std::uint64_t cmd = 0;
+    if (mailbox) cmd = load_relaxed<Scope::System>(&mailbox->command);
+    // Pairs with the host's release store of tail (RingProducer::publish): the slots it
+    // published are visible to whoever this thread hands the tail to below.
+    const std::uint64_t tail = load_acquire<Scope::System>(&in->tail);
+    if (control) {
+      store_release<Scope::Block>(&bs->active, active);
+      store_release<Scope::Block>(&bs->terminate, terminate);
       if (oc != last_oc || ic != last_ic) {
         // Route entries are written before their count (host release): acquire them.
         asm volatile("fence.acq_rel.sys;" ::: "memory");
@@ -82,13 +97,6 @@ __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
       if ((beats & 1023u) == 0) store_relaxed(&c->heartbeat, beats);
     }
     ++beats;
-    // Actor pools: the command word is loaded before the tail's acquire, so both loads
-    // are in flight together (a relaxed load may be issued ahead of an acquire).
-    std::uint64_t cmd = 0;
-    if (mailbox) cmd = load_relaxed<Scope::System>(&mailbox->command);
-    // Pairs with the host's release store of tail (RingProducer::publish): the slots it
-    // published are visible to whoever this thread hands the tail to below.
-    const std::uint64_t tail = load_acquire<Scope::System>(&in->tail);
     if (cmd != last_cmd) {
       store_release<Scope::Block>(&bs->actor_cmd, cmd);  // pairs with the leader's acquire
       last_cmd = cmd;
