@@ -112,8 +112,8 @@ class RingProducer {
 #if !RK_DEVICE_PASS && (defined(__x86_64__) || defined(__i386__))
     // A host-written ring in write-combining memory (a GPU's BAR, Vulkan's DEVICE_LOCAL |
     // HOST_VISIBLE): x86 stores to different lines can land in any order there, so the
-    // slots' stores are drained before the index store. Ordinary write-back memory needs
-    // no fence, and the fence costs a store-buffer drain per publish: set_store_fence(false).
+    // slots' stores are drained before the index store (set_store_fence(true)). Ordinary
+    // write-back memory needs no fence, which would cost a store-buffer drain per publish.
     if constexpr (S == Scope::System)
       if (store_fence_) __builtin_ia32_sfence();
 #endif
@@ -149,8 +149,9 @@ class RingProducer {
   /// One push at a time into a ring its consumer keeps nearly empty, the line then comes
   /// back to the producer ahead of the store that needs it.
   void touch_tail() const noexcept { (void)std::atomic_ref<const std::uint64_t>(view_.indices->tail).load(std::memory_order_relaxed); }
-  /// Host producers: whether publish() fences the slots' stores first (needed only when
-  /// the ring is in write-combining memory; on by default, the safe choice).
+  /// Host producers: whether publish() fences the slots' stores first. Needed when the
+  /// ring is in write-combining memory, which only the code that mapped it knows: off by
+  /// default (ordinary memory).
   void set_store_fence(bool on) noexcept { store_fence_ = on; }
 
  private:
@@ -158,7 +159,7 @@ class RingProducer {
   std::uint64_t tail_ = 0;        // own index (only this producer writes it)
   std::uint64_t head_cache_ = 0;  // cached consumer index
   std::uint64_t dropped_ = 0;
-  bool store_fence_ = true;
+  bool store_fence_ = false;
 };
 
 /// Consumer endpoint. One instance, used by one thread.
@@ -269,7 +270,6 @@ class SpscQueue {
     view_.capacity = static_cast<std::uint32_t>(cap);
     view_.slot_size = sizeof(T);
     producer_ = RingProducer<>(view_);
-    producer_.set_store_fence(false);  // ordinary memory
     consumer_ = RingConsumer<>(view_);
   }
   SpscQueue(const SpscQueue&) = delete;

@@ -396,6 +396,12 @@ class BrokerImpl {
   }
 
   void count_dropped(std::uint64_t n) noexcept { dropped_.fetch_add(n, std::memory_order_relaxed); }
+  /// Publishes a backend delivered on its device, without the broker.
+  void count_device(std::uint64_t published, std::uint64_t delivered, std::uint64_t dropped) noexcept {
+    published_.fetch_add(published, std::memory_order_relaxed);
+    delivered_.fetch_add(delivered, std::memory_order_relaxed);
+    dropped_.fetch_add(dropped, std::memory_order_relaxed);
+  }
 
   static Error unknown(SubscriptionId id) {
     return Error(ErrorCode::InvalidArgument,
@@ -620,8 +626,6 @@ class BrokerImpl {
   SubscriptionId next_sub_ = 1;
   std::vector<std::pair<const void*, RouteListener>> listeners_;
   std::uint64_t route_version_ = 0;
-
- public:
   std::atomic<std::uint64_t> published_{0}, delivered_{0}, refused_{0}, dropped_{0}, unroutable_{0};
 };
 
@@ -806,9 +810,7 @@ void Broker::set_route_listener(const void* owner, detail::RouteListener listene
 }
 void Broker::clear_route_listener(const void* owner) noexcept { impl_->clear_listener(owner); }
 void Broker::count_device_deliveries(std::uint64_t published, std::uint64_t delivered, std::uint64_t dropped) noexcept {
-  impl_->published_.fetch_add(published, std::memory_order_relaxed);
-  impl_->delivered_.fetch_add(delivered, std::memory_order_relaxed);
-  impl_->dropped_.fetch_add(dropped, std::memory_order_relaxed);
+  impl_->count_device(published, delivered, dropped);
 }
 
 }  // namespace ringkernel

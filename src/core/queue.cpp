@@ -16,7 +16,6 @@ SpscMessageQueue::SpscMessageQueue(std::size_t capacity, std::size_t max_message
   view_.capacity = static_cast<std::uint32_t>(cap);
   view_.slot_size = slot;
   producer_ = RingProducer<>(view_);
-  producer_.set_store_fence(false);  // ordinary memory
   consumer_ = RingConsumer<>(view_);
 }
 

@@ -230,7 +230,6 @@ CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgra
   core.host_doorbell = &host_bell;
   in_ = RingConsumer<>(core.input);
   out_ = RingProducer<>(core.output);
-  out_.set_store_fence(false);  // ordinary memory
 
   if (o.mode == KernelMode::Actor && o.block_size > 1) team_ = std::make_unique<FiberTeam>(o.block_size);
   exec.slot = core.slot;
@@ -340,7 +339,6 @@ void CpuKernel::add_out_route(const RouteRing& ring, CpuKernel* target, std::uin
   if (n >= kMaxRoutes) return;
   out_routes_[n].dest = dest;
   out_routes_[n].producer = RingProducer<>(ring.view);
-  out_routes_[n].producer.set_store_fence(false);
   out_routes_[n].target_bell = &target->bell;
   out_route_count_.store(n + 1, std::memory_order_release);  // pairs with k2k_send's acquire
 }
@@ -374,7 +372,7 @@ Status CpuKernel::k2k_send(std::uint32_t dest, TypeId type, const void* payload,
     }
     if (size + sizeof(Envelope) > r.producer.slot_size() || count > r.producer.view().capacity) return Status::TooLarge;
     if (r.producer.reserve(count) < count) return Status::QueueFull;  // all or nothing
-    const std::uint64_t first = count == 1 ? hlc::pack(clock_.tick()) : clock_.tick_batch(count);
+    const std::uint64_t first = clock_.tick_batch(count);
     const auto* p = static_cast<const std::byte*>(payload);
     for (std::uint32_t k = 0; k < count; ++k) {
       Envelope env{type, corr, hlc::unpack(first + k, clock_.node_id()), size, static_cast<std::uint16_t>(slot + 1),
