@@ -254,16 +254,16 @@ void row(const char* what, const std::string& value) {
   std::printf("%s\n", buf);
   std::fflush(stdout);
 }
-std::string fmt(const char* f, double a, double b = 0) {
-  char buf[128];
-  std::snprintf(buf, sizeof buf, f, a, b);
+template <class... A>
+std::string fmt(const char* f, A... a) {
+  char buf[192];
+  std::snprintf(buf, sizeof buf, f, static_cast<double>(a)...);
   return buf;
 }
 
-void bench_one_message(RingKernel& rt, int iters) {
-  auto k = rt.launch("bench.echo16", LaunchOptions{.block_size = 32}).value();
-  std::vector<double> ours;
-  for (int i = -1000; i < iters; ++i) {
+/// `n` timed host -> kernel -> host round trips (after `warm` untimed ones) into `out`.
+void round_trips(KernelHandle& k, int warm, int n, std::vector<double>& out) {
+  for (int i = -warm; i < n; ++i) {
     const auto t0 = Clock::now();
     if (k.try_send(bench::Req16{static_cast<std::uint64_t>(i), 1}) != Status::Ok) std::abort();
     bench::Resp16 r{};
@@ -271,8 +271,14 @@ void bench_one_message(RingKernel& rt, int iters) {
     }
     const double us = us_since(t0);
     if (r.b != 2) std::abort();
-    if (i >= 0) ours.push_back(us);
+    if (i >= 0) out.push_back(us);
   }
+}
+
+void bench_one_message(RingKernel& rt, int iters) {
+  auto k = rt.launch("bench.echo16", LaunchOptions{.block_size = 32}).value();
+  std::vector<double> ours;
+  round_trips(k, 1000, iters, ours);
   // Upstream's "command injection": host cost to store one command.
   std::vector<double> inject;
   for (int i = 0; i < iters; ++i) {
@@ -509,10 +515,13 @@ void bench_publish(RingKernel& rt, int iters) {
 /// kernel (spawn_actor / restart_actor return once the kernel acknowledged), and a message
 /// round trip to a pool actor beside one to a plain kernel (the pool's poller also watches
 /// the command word).
-void bench_actor_pool(RingKernel& rt, int iters) {
-  auto pool = rt.launch("bench.pool", LaunchOptions{.block_size = 32, .actor_slots = 1024}).value();
+struct PoolTimes {
   std::vector<double> spawn, restart, destroy, msg;
-  for (int i = -100; i < iters; ++i) {
+};
+
+void pool_round(KernelHandle& pool, int warm, int iters, PoolTimes& t) {
+  auto& [spawn, restart, destroy, msg] = t;
+  for (int i = -warm; i < iters; ++i) {
     auto t0 = Clock::now();
     const ActorRef a = pool.spawn_actor().value();
     const double s_us = us_since(t0);
@@ -540,8 +549,15 @@ void bench_actor_pool(RingKernel& rt, int iters) {
       destroy.push_back(d_us);
     }
   }
+}
+
+void bench_actor_pool(RingKernel& rt, int iters) {
+  auto pool = rt.launch("bench.pool", LaunchOptions{.block_size = 32, .actor_slots = 1024}).value();
+  PoolTimes t;
+  pool_round(pool, 100, iters, t);
   pool.terminate().value();
-  const Percentiles s = percentiles(spawn), r = percentiles(restart), d = percentiles(destroy), m = percentiles(msg);
+  const Percentiles s = percentiles(t.spawn), r = percentiles(t.restart), d = percentiles(t.destroy),
+                    m = percentiles(t.msg);
   row("e. actor pool: create an actor in a running kernel", fmt("p50 %.2f us  p99 %.2f us", s.p50, s.p99));
   row("e. actor pool: restart an actor (fresh State)", fmt("p50 %.2f us  p99 %.2f us", r.p50, r.p99));
   row("e. actor pool: destroy an actor", fmt("p50 %.2f us  p99 %.2f us", d.p50, d.p99));
@@ -550,38 +566,44 @@ void bench_actor_pool(RingKernel& rt, int iters) {
 
 /// Streaming with a TelemetryPipeline sampling every kernel each millisecond vs without
 /// (the device-side TelemetryBuffer is always kept); order rotated, median of 6 each.
-void bench_telemetry_cost(RingKernel& rt, std::uint64_t per_kernel) {
+void bench_telemetry_cost(RingKernel& rt, int kernels, std::uint64_t per_kernel, int reps) {
   TelemetryPipeline tp({.interval = std::chrono::milliseconds(1)});
   tp.start().value();
-  // 6 runs of each condition, the order rotated every round (a run's place in a round
-  // moved the figures by 10-20 % on the lent VM); medians. "No pipeline" runs with the
-  // pipeline's thread running but watching nothing. A second pipeline sampling every
-  // 10 ms shows whether a cost scales with the sampling rate.
+  // `reps` rounds of each condition, the order rotated every round (a run's place in a
+  // round moved the figures by 10-20 % on the lent VM); medians, and the median of the
+  // per-round ratios. "No pipeline" runs with the pipeline's thread running but watching
+  // nothing. A second pipeline sampling every 10 ms shows whether a cost scales with the
+  // sampling rate.
   TelemetryPipeline slow_tp({.interval = std::chrono::milliseconds(10)});
   slow_tp.start().value();
-  std::vector<double> off, on, slow;
-  for (int rep = 0; rep < 6; ++rep) {
+  std::vector<double> off, on, slow, cost;
+  for (int rep = 0; rep < reps; ++rep) {
+    double r_off = 0, r_on = 0;
     for (int k = 0; k < 3; ++k) {
       switch ((rep + k) % 3) {
-        case 0: off.push_back(bench_streaming(rt, 4, per_kernel, true, nullptr)); break;
-        case 1: on.push_back(bench_streaming(rt, 4, per_kernel, true, &tp)); break;
-        default: slow.push_back(bench_streaming(rt, 4, per_kernel, true, &slow_tp)); break;
+        case 0: off.push_back(r_off = bench_streaming(rt, kernels, per_kernel, true, nullptr)); break;
+        case 1: on.push_back(r_on = bench_streaming(rt, kernels, per_kernel, true, &tp)); break;
+        default: slow.push_back(bench_streaming(rt, kernels, per_kernel, true, &slow_tp)); break;
       }
     }
+    cost.push_back((r_off - r_on) / r_off * 100.0);
   }
   tp.stop();
   slow_tp.stop();
-  std::sort(off.begin(), off.end());
-  std::sort(on.begin(), on.end());
-  std::sort(slow.begin(), slow.end());
-  auto median = [](const std::vector<double>& v) { return (v[2] + v[3]) / 2; };
-  row("f. streaming, 4 kernels, pipeline sampling every 10 ms",
-      fmt("%.1f M msg/s (median of 6, min %.1f)", median(slow) / 1e6, slow[0] / 1e6));
-  row("f. streaming, 4 kernels, no telemetry pipeline",
-      fmt("%.1f M msg/s (median of 6, min %.1f)", median(off) / 1e6, off[0] / 1e6));
-  row("f. streaming, 4 kernels, pipeline sampling every 1 ms",
-      fmt("%.1f M msg/s (median of 6, min %.1f)", median(on) / 1e6, on[0] / 1e6));
-  row("f. telemetry cost", fmt("%.1f %% of throughput (medians)", (median(off) - median(on)) / median(off) * 100.0));
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  };
+  auto lowest = [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); };
+  const std::string tag = "f. streaming, " + std::to_string(kernels) + " kernel(s), ";
+  const std::string of = " (median of " + std::to_string(reps) + ", min %.1f)";
+  row((tag + "pipeline sampling every 10 ms").c_str(), fmt(("%.1f M msg/s" + of).c_str(), median(slow) / 1e6, lowest(slow) / 1e6));
+  row((tag + "no telemetry pipeline").c_str(), fmt(("%.1f M msg/s" + of).c_str(), median(off) / 1e6, lowest(off) / 1e6));
+  row((tag + "pipeline sampling every 1 ms").c_str(), fmt(("%.1f M msg/s" + of).c_str(), median(on) / 1e6, lowest(on) / 1e6));
+  row(("f. telemetry cost, " + std::to_string(kernels) + " kernel(s)").c_str(),
+      fmt("%.1f %% of throughput (medians); per-round cost: median %.1f %%, range %.1f .. %.1f %%",
+          (median(off) - median(on)) / median(off) * 100.0, median(cost), lowest(cost),
+          *std::max_element(cost.begin(), cost.end())));
 }
 
 }  // namespace
@@ -629,7 +651,10 @@ int main(int argc, char** argv) {
   }
   if (want('c')) bench_k2k(rt, quick ? 2000 : 20000, 8, quick ? 1u << 20 : 1u << 23);
   if (want('e')) bench_actor_pool(rt, quick ? 1000 : 5000);
-  if (want('f')) bench_telemetry_cost(rt, quick ? 2'000'000 : 20'000'000);
+  if (want('f')) {
+    bench_telemetry_cost(rt, 4, quick ? 2'000'000 : 20'000'000, 6);
+    bench_telemetry_cost(rt, 1, quick ? 1'000'000 : 10'000'000, 9);
+  }
   if (want('g')) bench_publish(rt, quick ? 2000 : 20000);
   std::printf("\n==== summary (%s) ====\n", a.device.c_str());
   for (const auto& r : rows) std::printf("%s\n", r.c_str());

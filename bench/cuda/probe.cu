@@ -61,6 +61,36 @@ __global__ void pingpong(Line* in, Line* out, int n, int mode, unsigned long lon
   }
 }
 
+/// Several poller warps (lane 0 of each, start times staggered by 300 ns) watch the host's
+/// sequence word: all the same word (mirrored = 0) or one copy each on its own 128-byte line
+/// (mirrored = 1). The first to see a new value claims it in shared memory and replies.
+/// Shows whether concurrent polls shorten the time to notice a host write, or whether the
+/// GPU merges reads of one line that are in flight together.
+__global__ void pingpong_multi(const Line* in, Line* out, unsigned long long n, int mirrored, int relaxed) {
+  __shared__ unsigned long long done;
+  if (threadIdx.x == 0) done = 0;
+  __syncthreads();
+  if (threadIdx.x % 32 != 0) return;
+  const int j = threadIdx.x / 32;
+  __nanosleep(j * 300);
+  const Line* src = mirrored ? in + j : in;
+  for (;;) {
+    unsigned long long s;
+    if (relaxed)
+      asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(s) : "l"(&src->seq) : "memory");
+    else
+      asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(s) : "l"(&src->seq) : "memory");
+    const unsigned long long d = atomicAdd(&done, 0ull);
+    if (d >= n) break;
+    if (s > d && atomicCAS(&done, d, s) == d) {
+      if (relaxed) asm volatile("fence.acq_rel.sys;" ::: "memory");
+      const unsigned long long v = reinterpret_cast<const volatile unsigned long long*>(src->data)[0];
+      reinterpret_cast<volatile unsigned long long*>(out->data)[0] = v + 1;
+      asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(&out->seq), "l"(s) : "memory");
+    }
+  }
+}
+
 __global__ void costs(unsigned long long* res, unsigned long long* gmem) {
   __shared__ unsigned long long sh;
   const int N = 1000;
@@ -231,6 +261,34 @@ int main() {
     std::sort(us.begin() + 1000, us.end());
     std::printf("ping-pong %-40s p50 %.2f us  p99 %.2f us\n", names[mode], us[1000 + (n - 1000) / 2],
                 us[1000 + (n - 1000) * 99 / 100]);
+  }
+  {
+    // Several pollers: same word vs one mirrored copy each.
+    const int cfg[][3] = {{1, 0, 0}, {2, 0, 0}, {4, 0, 0}, {2, 1, 0}, {4, 1, 0}, {1, 0, 1}, {2, 1, 1}, {4, 1, 1}};
+    for (const auto& c : cfg) {
+      memset(in, 0, 4 * sizeof(Line));
+      memset(out, 0, 4 * sizeof(Line));
+      const int n = 20000;
+      pingpong_multi<<<1, 32 * c[0], 0, s>>>(in, out, n, c[1], c[2]);
+      std::vector<double> us;
+      for (int i = 1; i <= n; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int j = 0; j < 4; ++j) in[j].data[0] = i;
+        std::atomic_thread_fence(std::memory_order_release);
+        for (int j = 0; j < 4; ++j)
+          reinterpret_cast<std::atomic<unsigned long long>*>(&in[j].seq)->store(i, std::memory_order_release);
+        while (reinterpret_cast<std::atomic<unsigned long long>*>(&out->seq)->load(std::memory_order_acquire) !=
+               static_cast<unsigned long long>(i)) {
+        }
+        us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      }
+      CK(cudaStreamSynchronize(s));
+      std::sort(us.begin() + 1000, us.end());
+      std::printf("ping-pong %d poller warp(s), %-25s %-8s p50 %.2f us  p99 %.2f us\n", c[0],
+                  c[1] ? "one copy of the word each" : "one shared word", c[2] ? "relaxed" : "acquire",
+                  us[1000 + (n - 1000) / 2],
+                  us[1000 + (n - 1000) * 99 / 100]);
+    }
   }
   unsigned long long *res, *gmem;
   CK(cudaHostAlloc(&res, 16 * 8, cudaHostAllocMapped));

@@ -100,6 +100,16 @@ class HlcClock {
   /// clock is refused with ErrorCode::ClockSkew and leaves the clock unchanged.
   Result<HlcTimestamp> update(const HlcTimestamp& remote) noexcept;
 
+  /// Merge for a receive that needs no timestamp of its own: every later event of this
+  /// clock orders after `remote`. When the clock already orders after it (the common case
+  /// for replies), nothing is written: one load, no compare-and-swap, so a receiving thread
+  /// does not contend with the threads that tick. Otherwise as update().
+  Result<void> observe(const HlcTimestamp& remote) noexcept {
+    if (hlc::pack(remote) <= state_.load(std::memory_order_relaxed)) return {};
+    if (auto r = update(remote); !r) return r.error();
+    return {};
+  }
+
   /// Reserves `n` consecutive events with one compare-and-swap; returns the packed value
   /// of the first (event i is hlc::unpack(first + i, node_id())). For batch sends.
   std::uint64_t tick_batch(std::uint32_t n) noexcept;

@@ -224,10 +224,12 @@ class KernelCore {
   Doorbell* kernel_doorbell = nullptr;  ///< CPU backend: wakes a parked kernel
   Doorbell* host_doorbell = nullptr;    ///< CPU backend: the kernel rings it after publishing
 
-  // -- host endpoints --
-  SpinLock send_lock;
+  // -- host endpoints: the sending and the receiving thread each write only their own
+  // 128-byte group (a producer thread and a consumer thread that poll try_receive would
+  // otherwise take each other's cache line on every call) --
+  alignas(kIndexAlign) SpinLock send_lock;
   RingProducer<> producer;
-  SpinLock recv_lock;
+  alignas(kIndexAlign) SpinLock recv_lock;
   RingConsumer<> consumer;
   std::deque<std::vector<std::byte>> stash;  ///< responses set aside by call(); recv_lock
   /// The output ring lives in memory the host reads uncached (a GPU's BAR): slots are first
@@ -239,7 +241,7 @@ class KernelCore {
   bool input_write_combining = false;
   std::vector<std::byte> rx_scratch;
 
-  std::atomic<KernelState> state{KernelState::Created};
+  alignas(kIndexAlign) std::atomic<KernelState> state{KernelState::Created};
   std::atomic<std::uint64_t> invalid_rejected{0};
   // -- actor pool (options.actor_slots > 0) --
   std::mutex actor_mutex;

@@ -261,7 +261,7 @@ Status KernelCore::try_receive_raw(TypeId type, void* out, std::uint32_t size, E
   std::memcpy(&env, cell, sizeof env);
   std::memcpy(out, cell + sizeof env, size);
   consumer.release(1);
-  if (host_clock) (void)host_clock->update(env.timestamp);  // a skewed kernel stamp leaves the host clock as is
+  if (host_clock) (void)host_clock->observe(env.timestamp);  // a skewed kernel stamp leaves the host clock as is
   if (env_out) *env_out = env;
   return Status::Ok;
 }
@@ -295,7 +295,7 @@ std::size_t KernelCore::try_receive_batch_raw(TypeId type, std::byte* out, std::
     ++copied;
   }
   consumer.release(n);
-  if (copied && host_clock) (void)host_clock->update(last);  // one merge per batch: the latest stamp dominates
+  if (copied && host_clock) (void)host_clock->observe(last);  // one merge per batch: the latest stamp dominates
   return done + copied;
 }
 
@@ -420,7 +420,7 @@ Result<void> KernelCore::call_raw(TypeId req_type, const void* req, std::uint32_
         const std::byte* cell = consumer.slot(0);
         Envelope env;
         std::memcpy(&env, cell, sizeof env);
-        if (host_clock) (void)host_clock->update(env.timestamp);
+        if (host_clock) (void)host_clock->observe(env.timestamp);
         if (env.correlation_id == corr) {
           std::memcpy(resp, cell + sizeof env, resp_size);
           consumer.release(1);
@@ -456,7 +456,7 @@ Result<void> KernelCore::send_bytes(std::span<const std::byte> bytes, Duration t
     return Error(ErrorCode::InvalidMessage, "message bytes rejected: payload size does not match the kernel's type");
   }
   if (h.timestamp.physical != 0 && host_clock) {
-    if (auto m = host_clock->update(h.timestamp); !m) {
+    if (auto m = host_clock->observe(h.timestamp); !m) {
       invalid_rejected.fetch_add(1, std::memory_order_relaxed);
       return m.error();
     }

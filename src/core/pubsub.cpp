@@ -464,7 +464,7 @@ class BrokerImpl {
     HlcTimestamp stamp;
     if (kernel_stamp) {
       stamp = *kernel_stamp;
-      (void)clock_->update(stamp);  // later host events order after it (a skewed stamp is kept as is)
+      (void)clock_->observe(stamp);  // later host events order after it (a skewed stamp is kept as is)
     } else {
       stamp = clock_->tick();
     }

@@ -49,6 +49,28 @@ TEST(Hlc, an_update_beyond_the_skew_bound_is_an_error_and_changes_nothing) {
   EXPECT_EQ(c.now(), before);
 }
 
+TEST(Hlc, observe_writes_nothing_for_a_stamp_behind_and_merges_one_ahead) {
+  HlcClock c(1, 1000);
+  const HlcTimestamp local = c.tick();
+  // Behind the clock (a reply stamped before the host's latest send): the clock is unchanged,
+  // and its next event still orders after the stamp.
+  const HlcTimestamp behind{local.physical, local.logical > 0 ? local.logical - 1 : 0, 9};
+  ASSERT_TRUE(c.observe(behind).ok());
+  EXPECT_EQ(c.now(), local);
+  EXPECT_GT(c.tick(), behind);
+  // Ahead of the clock, within the bound: merged, so the next event orders after it.
+  const HlcTimestamp ahead{c.now().physical + 200, 4000, 2};
+  ASSERT_TRUE(c.observe(ahead).ok());
+  EXPECT_GT(hlc::pack(c.now()), hlc::pack(ahead));
+  EXPECT_GT(c.tick(), ahead);
+  // Beyond the bound: an error, and the clock is left as it was.
+  const HlcTimestamp before = c.now();
+  auto r = c.observe(HlcTimestamp{hlc::wall_clock_us() + 60'000'000, 0, 2});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::ClockSkew);
+  EXPECT_EQ(c.now(), before);
+}
+
 TEST(Hlc, concurrent_ticks_from_many_threads_never_repeat) {
   HlcClock c(1);
   constexpr int kThreads = 4, kPer = 50000;
