@@ -229,8 +229,10 @@ class KernelCore {
   // otherwise take each other's cache line on every call) --
   alignas(kIndexAlign) SpinLock send_lock;
   RingProducer<> producer;
+  std::uint32_t send_checks = 0;  ///< send_lock: calls since has_terminated was last read
   alignas(kIndexAlign) SpinLock recv_lock;
   RingConsumer<> consumer;
+  std::uint32_t recv_checks = 0;  ///< recv_lock: calls since has_terminated was last read
   std::deque<std::vector<std::byte>> stash;  ///< responses set aside by call(); recv_lock
   /// The output ring lives in memory the host reads uncached (a GPU's BAR): slots are first
   /// copied into `rx_scratch` (one slot, sized by the backend) with streaming loads, which
@@ -240,6 +242,12 @@ class KernelCore {
   /// fences its slot stores before publishing.
   bool input_write_combining = false;
   std::vector<std::byte> rx_scratch;
+  /// The control block lives in memory the host reads across a bus (a BAR mapping, about a
+  /// microsecond per read): the message paths then read ControlBlock::has_terminated on
+  /// every 64th call and rely on what they saw in between (a kernel that stopped is noticed
+  /// within 64 calls, or at once by the blocking calls' health checks).
+  bool control_uncached = false;
+  std::atomic<bool> terminated_seen{false};  ///< has_terminated was seen set (it stays set)
 
   alignas(kIndexAlign) std::atomic<KernelState> state{KernelState::Created};
   std::atomic<std::uint64_t> invalid_rejected{0};
@@ -256,6 +264,15 @@ class KernelCore {
   RuntimeCore* runtime = nullptr;  ///< null once the runtime has shut down
   HlcClock* host_clock = nullptr;  ///< the runtime's clock; null once the runtime has shut down
   Broker* broker = nullptr;  ///< the runtime's broker: where ctx.publish() goes (set before start)
+
+  /// Whether the kernel has left its loop. `checks` is the caller's counter (see
+  /// control_uncached): send_checks / recv_checks under their locks, or a local one.
+  bool kernel_terminated(std::uint32_t& checks) noexcept;
+  /// terminated_seen, or (control block in ordinary memory) a fresh read.
+  bool kernel_terminated_now() const noexcept;
+  /// The output slot at the consumer's position, readable with plain loads: in place, or
+  /// (output_uncached) copied into rx_scratch with streaming loads first (recv_lock held).
+  const std::byte* read_output_slot() noexcept;
 
   // -- data path (non-template parts live in src/core/kernel.cpp) --
   Status try_send_raw(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,

@@ -65,10 +65,6 @@ void uncached_fence() noexcept { std::atomic_thread_fence(std::memory_order_seq_
 void copy_from_uncached(std::byte* dst, const std::byte* src, std::size_t bytes) noexcept { std::memcpy(dst, src, bytes); }
 #endif
 
-/// Consumes "no response" markers at the head of the output ring (consumer lock held).
-void drop_skips(RingConsumer<>& c) noexcept {
-  while (c.available(1) != 0 && is_skip(c.slot(0))) c.release(1);
-}
 
 /// Spin briefly, then yield, then sleep in growing steps: the waiting policy of blocking
 /// host calls on backends without a doorbell.
@@ -111,7 +107,7 @@ Result<ActorRef> KernelCore::actor_op(ActorOp op, ActorRef ref, Duration timeout
   if (options.actor_slots == 0)
     return Error(ErrorCode::InvalidState, "kernel '" + id.value + "' is not an actor pool (LaunchOptions::actor_slots is 0)");
   const KernelState s = state.load(std::memory_order_acquire);
-  if (!accepts_messages(s) || load_acquire(&control->has_terminated) != 0) return dead_error();
+  if (!accepts_messages(s) || kernel_terminated_now()) return dead_error();
   // One command at a time per kernel: the backends have one command word.
   std::lock_guard lock(actor_mutex);
   if (actor_generation.size() != options.actor_slots) actor_generation.assign(options.actor_slots, 0);
@@ -129,20 +125,28 @@ Result<ActorRef> KernelCore::actor_op(ActorOp op, ActorRef ref, Duration timeout
                                                  " (destroyed, or restarted since)");
   }
   // Spins until `done()`, checking the kernel's health every kHealthInterval; one deadline
-  // covers both waits below.
+  // covers both waits below. A command takes a few microseconds on any backend: the first
+  // ~50 µs are spent spinning (a yield is a system call, and an acknowledgement that lands
+  // during one waits for it), then the thread yields between checks.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto wait_for = [&](auto done, const char* what) -> Result<void> {
-    auto next_health = std::chrono::steady_clock::now() + kHealthInterval;
+    std::chrono::steady_clock::time_point start{}, next_health{};  // at the first check, not before the first look
+    bool yielding = false;
     for (std::uint32_t spins = 0; !done(); ++spins) {
       if ((spins & 255u) != 255u) continue;
       const auto now = std::chrono::steady_clock::now();
+      if (spins == 255u) {
+        start = now;
+        next_health = now + kHealthInterval;
+      }
       if (now >= next_health) {
         if (auto h = impl->check_health(); !h) return h.error();
         if (load_acquire(&control->has_terminated) != 0) return dead_error();
         next_health = now + kHealthInterval;
       }
       if (now >= deadline) return Error(ErrorCode::Timeout, "actor pool '" + id.value + "' " + what);
-      std::this_thread::yield();
+      yielding = yielding || now - start >= std::chrono::microseconds(50);
+      if (yielding) std::this_thread::yield();
     }
     return {};
   };
@@ -171,7 +175,7 @@ Result<ActorRef> KernelCore::actor_op(ActorOp op, ActorRef ref, Duration timeout
 
 Result<void> KernelCore::check_send(TypeId type, std::uint32_t size) const {
   const KernelState s = state.load(std::memory_order_acquire);
-  if (!accepts_messages(s) || load_acquire(&control->has_terminated) != 0) return dead_error();
+  if (!accepts_messages(s) || kernel_terminated_now()) return dead_error();
   if (type != request_type) {
     return Error(ErrorCode::UnknownMessageType, "kernel '" + id.value + "' (" + registered_name +
                                                     ") does not accept this message type; it takes type id " +
@@ -194,14 +198,35 @@ Result<void> KernelCore::check_receive(TypeId type, std::uint32_t size) const {
   return {};
 }
 
+bool KernelCore::kernel_terminated(std::uint32_t& checks) noexcept {
+  if (terminated_seen.load(std::memory_order_relaxed)) return true;
+  if (control_uncached && (checks++ & 63u) != 0) return false;
+  if (load_acquire(&control->has_terminated) == 0) return false;
+  terminated_seen.store(true, std::memory_order_relaxed);
+  return true;
+}
+
+bool KernelCore::kernel_terminated_now() const noexcept {
+  if (terminated_seen.load(std::memory_order_relaxed)) return true;
+  return !control_uncached && load_acquire(&control->has_terminated) != 0;
+}
+
+const std::byte* KernelCore::read_output_slot() noexcept {
+  const std::byte* cell = consumer.slot(0);
+  if (!output_uncached) return cell;
+  uncached_fence();  // after the tail's read: no line from a buffer filled before the device wrote it
+  copy_from_uncached(rx_scratch.data(), cell, rx_scratch.size());
+  return rx_scratch.data();
+}
+
 Status KernelCore::try_send_raw(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,
                                 Priority prio) noexcept {
   const KernelState s = state.load(std::memory_order_acquire);
   if (!accepts_messages(s)) return Status::Closed;
-  if (load_acquire(&control->has_terminated) != 0) return load_acquire(&control->last_error) ? Status::Faulted : Status::Closed;
   if (type != request_type) return Status::InvalidMessage;
   if (size != request_size) return Status::TooLarge;
   std::lock_guard lock(send_lock);
+  if (kernel_terminated(send_checks)) return load_acquire(&control->last_error) ? Status::Faulted : Status::Closed;
   if (producer.reserve(1) == 0) return Status::QueueFull;
   std::byte* cell = producer.slot(0);
   Envelope env{type, corr, host_clock->tick(), size, 0, static_cast<std::uint8_t>(prio), 0};
@@ -215,8 +240,9 @@ Status KernelCore::try_send_raw(TypeId type, const void* payload, std::uint32_t 
 std::size_t KernelCore::try_send_batch_raw(TypeId type, const std::byte* payloads, std::uint32_t size,
                                            std::size_t count) noexcept {
   if (count == 0 || !accepts_messages(state.load(std::memory_order_acquire))) return 0;
-  if (load_acquire(&control->has_terminated) != 0 || type != request_type || size != request_size) return 0;
+  if (type != request_type || size != request_size) return 0;
   std::lock_guard lock(send_lock);
+  if (kernel_terminated(send_checks)) return 0;
   const std::uint32_t want = static_cast<std::uint32_t>(std::min<std::size_t>(count, input.capacity));
   const std::uint32_t n = producer.reserve(want);
   if (n == 0) return 0;
@@ -245,17 +271,16 @@ Status KernelCore::try_receive_raw(TypeId type, void* out, std::uint32_t size, E
     stash.pop_front();
     return Status::Ok;
   }
-  drop_skips(consumer);
-  if (consumer.available(1) == 0) {
-    if (load_acquire(&control->has_terminated) != 0)
-      return load_acquire(&control->last_error) ? Status::Faulted : Status::Closed;
-    return Status::QueueEmpty;
+  const std::byte* cell = nullptr;
+  while (consumer.available(1) != 0) {
+    cell = read_output_slot();
+    if (!is_skip(cell)) break;
+    consumer.release(1);  // a "no response" marker
+    cell = nullptr;
   }
-  const std::byte* cell = consumer.slot(0);
-  if (output_uncached) {
-    uncached_fence();
-    copy_from_uncached(rx_scratch.data(), cell, (sizeof(Envelope) + size + 15) & ~std::size_t{15});
-    cell = rx_scratch.data();
+  if (cell == nullptr) {
+    if (kernel_terminated(recv_checks)) return load_acquire(&control->last_error) ? Status::Faulted : Status::Closed;
+    return Status::QueueEmpty;
   }
   Envelope env;
   std::memcpy(&env, cell, sizeof env);
@@ -334,13 +359,14 @@ Result<std::size_t> KernelCore::wait_send_batch(TypeId type, const std::byte* pa
   if (auto ok = check_send(type, size); !ok) return ok.error();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::size_t sent = 0;
+  std::uint32_t checks = 0;
   Backoff backoff;
   while (sent < count) {
     const std::size_t n = try_send_batch_raw(type, payloads + sent * size, size, count - sent);
     sent += n;
     if (sent == count) break;
     if (n == 0) {
-      if (load_acquire(&control->has_terminated) != 0 || !accepts_messages(state.load())) return dead_error();
+      if (kernel_terminated(checks) || !accepts_messages(state.load())) return dead_error();
       if (std::chrono::steady_clock::now() >= deadline) {
         return Error(ErrorCode::QueueFull, "input queue of kernel '" + id.value + "' stayed full; " +
                                                std::to_string(sent) + " of " + std::to_string(count) +
@@ -376,7 +402,7 @@ Result<void> KernelCore::wait_receive(TypeId type, void* out, std::uint32_t size
     if (host_doorbell && spins > 4096) {
       const auto left = std::min<Duration>(deadline - now, std::chrono::milliseconds(2));
       host_doorbell->wait([&] { return load_acquire(&output.indices->tail) != load_relaxed(&output.indices->head) ||
-                                       load_acquire(&control->has_terminated) != 0; },
+                                       kernel_terminated_now(); },
                           left);
     } else {
       backoff.pause();
@@ -403,6 +429,7 @@ Result<void> KernelCore::call_raw(TypeId req_type, const void* req, std::uint32_
   if (auto sent = wait_send(req_type, req, req_size, corr, Priority::Normal, timeout); !sent) return sent;
   // Receive until the response with our correlation id; set others aside for receive().
   Backoff backoff;
+  std::uint32_t checks = 0;
   auto next_health = std::chrono::steady_clock::now() + kHealthInterval;
   for (;;) {
     {
@@ -416,8 +443,12 @@ Result<void> KernelCore::call_raw(TypeId req_type, const void* req, std::uint32_
           return {};
         }
       }
-      while ((drop_skips(consumer), consumer.available(1)) != 0) {
-        const std::byte* cell = consumer.slot(0);
+      while (consumer.available(1) != 0) {
+        const std::byte* cell = read_output_slot();
+        if (is_skip(cell)) {
+          consumer.release(1);
+          continue;
+        }
         Envelope env;
         std::memcpy(&env, cell, sizeof env);
         if (host_clock) (void)host_clock->observe(env.timestamp);
@@ -430,7 +461,7 @@ Result<void> KernelCore::call_raw(TypeId req_type, const void* req, std::uint32_
         consumer.release(1);
       }
     }
-    if (load_acquire(&control->has_terminated) != 0) return dead_error();
+    if (kernel_terminated(checks)) return dead_error();
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline)
       return Error(ErrorCode::Timeout, "call: no response from kernel '" + id.value + "' within the timeout");

@@ -482,6 +482,8 @@ Result<void> VulkanKernel::init(VulkanRuntime& rt, const KernelInfo& info, const
     core_.output_uncached = true;
     core_.rx_scratch.assign(out_slot, std::byte{0});
   }
+  // The control block too: the message paths then read has_terminated every 64th call.
+  core_.control_uncached = block_.placement() == Placement::DeviceLocal && !phys.is_cpu;
   // Host sends ring the kernel doorbell right after publishing: for a tick kernel it wakes the
   // ticker; for a persistent one nobody sleeps on it, and its fence flushes the host's
   // write-combining buffers, so BAR-mapped rings become visible at once.

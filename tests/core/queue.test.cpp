@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <ringkernel/queue.hpp>
+#include <ringkernel/runtime.hpp>
 
 using namespace ringkernel;
 using namespace std::chrono_literals;
@@ -173,4 +174,27 @@ TEST(MessageQueue, carries_variable_length_messages_behind_the_interface) {
   EXPECT_EQ(n, 3u);
   EXPECT_EQ(out[2], std::byte{3});
   EXPECT_EQ(mq.try_dequeue(out, n), Status::QueueEmpty);
+}
+
+// A kernel whose control block is read across a bus (a BAR mapping) has its termination
+// flag read on every 64th call of a message path; once seen, it stays seen.
+TEST(KernelCore, a_termination_flag_across_a_bus_is_read_every_64th_call_and_then_remembered) {
+  ringkernel::ControlBlock control{};
+  ringkernel::detail::KernelCore core;
+  core.control = &control;
+  std::uint32_t checks = 0;
+  // In ordinary memory: every call reads it.
+  EXPECT_FALSE(core.kernel_terminated(checks));
+  EXPECT_FALSE(core.kernel_terminated_now());
+  core.control_uncached = true;
+  checks = 0;
+  EXPECT_FALSE(core.kernel_terminated(checks));  // call 0 reads: not set
+  control.has_terminated = 1;
+  for (int i = 1; i < 64; ++i) EXPECT_FALSE(core.kernel_terminated(checks)) << "call " << i << " read the flag";
+  EXPECT_FALSE(core.kernel_terminated_now());  // not read across the bus before it was seen
+  EXPECT_TRUE(core.kernel_terminated(checks));   // call 64 reads it
+  control.has_terminated = 0;                    // (never happens; shows the flag is remembered)
+  std::uint32_t other = 5;
+  EXPECT_TRUE(core.kernel_terminated(other));
+  EXPECT_TRUE(core.kernel_terminated_now());
 }
