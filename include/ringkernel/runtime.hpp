@@ -270,6 +270,8 @@ class KernelCore {
   bool kernel_terminated(std::uint32_t& checks) noexcept;
   /// terminated_seen, or (control block in ordinary memory) a fresh read.
   bool kernel_terminated_now() const noexcept;
+  /// What a message call returns once the kernel stopped: Faulted or Closed.
+  Status stopped_status() const noexcept;
   /// The output slot at the consumer's position, readable with plain loads: in place, or
   /// (output_uncached) copied into rx_scratch with streaming loads first (recv_lock held).
   const std::byte* read_output_slot() noexcept;

@@ -206,6 +206,10 @@ bool KernelCore::kernel_terminated(std::uint32_t& checks) noexcept {
   return true;
 }
 
+Status KernelCore::stopped_status() const noexcept {
+  return load_acquire(&control->last_error) != 0 ? Status::Faulted : Status::Closed;
+}
+
 bool KernelCore::kernel_terminated_now() const noexcept {
   if (terminated_seen.load(std::memory_order_relaxed)) return true;
   return !control_uncached && load_acquire(&control->has_terminated) != 0;
@@ -225,8 +229,12 @@ Status KernelCore::try_send_raw(TypeId type, const void* payload, std::uint32_t 
   if (!accepts_messages(s)) return Status::Closed;
   if (type != request_type) return Status::InvalidMessage;
   if (size != request_size) return Status::TooLarge;
+  // Whether the kernel stopped: in ordinary memory read before the lock (measured: reading
+  // it under the lock cost 5-10 % of single-send throughput on the CPU backend); across a
+  // bus, every 64th call under the lock (the counter is the lock's).
+  if (!control_uncached && load_acquire(&control->has_terminated) != 0) return stopped_status();
   std::lock_guard lock(send_lock);
-  if (kernel_terminated(send_checks)) return load_acquire(&control->last_error) ? Status::Faulted : Status::Closed;
+  if (control_uncached && kernel_terminated(send_checks)) return stopped_status();
   if (producer.reserve(1) == 0) return Status::QueueFull;
   std::byte* cell = producer.slot(0);
   Envelope env{type, corr, host_clock->tick(), size, 0, static_cast<std::uint8_t>(prio), 0};
@@ -241,8 +249,9 @@ std::size_t KernelCore::try_send_batch_raw(TypeId type, const std::byte* payload
                                            std::size_t count) noexcept {
   if (count == 0 || !accepts_messages(state.load(std::memory_order_acquire))) return 0;
   if (type != request_type || size != request_size) return 0;
+  if (!control_uncached && load_acquire(&control->has_terminated) != 0) return 0;
   std::lock_guard lock(send_lock);
-  if (kernel_terminated(send_checks)) return 0;
+  if (control_uncached && kernel_terminated(send_checks)) return 0;
   const std::uint32_t want = static_cast<std::uint32_t>(std::min<std::size_t>(count, input.capacity));
   const std::uint32_t n = producer.reserve(want);
   if (n == 0) return 0;
@@ -279,7 +288,7 @@ Status KernelCore::try_receive_raw(TypeId type, void* out, std::uint32_t size, E
     cell = nullptr;
   }
   if (cell == nullptr) {
-    if (kernel_terminated(recv_checks)) return load_acquire(&control->last_error) ? Status::Faulted : Status::Closed;
+    if (kernel_terminated(recv_checks)) return stopped_status();
     return Status::QueueEmpty;
   }
   Envelope env;
