@@ -35,12 +35,20 @@ __device__ unsigned long long gt() {
 // mode 1: relaxed poll + fence.acq_rel.sys on change, fence.acq_rel.sys before the reply
 // mode 2: ld.acquire.sys poll, st.release.sys reply
 // mode 3: separate index and payload lines (two dependent reads), mode 1 fences
+// mode 4: as mode 2, each poll also loads (relaxed, issued first) a word on another line
+// mode 5: as mode 4 with that word on the polled word's line
 __global__ void pingpong(Line* in, Line* out, int n, int mode, unsigned long long* stop) {
-  unsigned long long expect = 1;
+  unsigned long long expect = 1, extra = 0;
   for (int i = 0; i < n; ++i, ++expect) {
     unsigned long long s;
     for (;;) {
-      if (mode == 2) {
+      if (mode >= 4) {
+        const unsigned long long* w = mode == 4 ? &in[2].seq : &in->data[1];
+        unsigned long long e;
+        asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(e) : "l"(w) : "memory");
+        asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(s) : "l"(&in->seq) : "memory");
+        extra += e;
+      } else if (mode == 2) {
         asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(s) : "l"(&in->seq) : "memory");
       } else {
         s = *reinterpret_cast<volatile unsigned long long*>(&in->seq);
@@ -53,7 +61,8 @@ __global__ void pingpong(Line* in, Line* out, int n, int mode, unsigned long lon
     reinterpret_cast<volatile unsigned long long*>(out->data)[0] = v + 1;
     if (mode == 0) __threadfence_system();
     if (mode == 1 || mode == 3) asm volatile("fence.acq_rel.sys;" ::: "memory");
-    if (mode == 2) {
+    if (mode == 2 || mode >= 4) {
+      reinterpret_cast<volatile unsigned long long*>(out->data)[1] = extra;
       asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(&out->seq), "l"(expect) : "memory");
     } else {
       *reinterpret_cast<volatile unsigned long long*>(&out->seq) = expect;
@@ -239,8 +248,9 @@ int main() {
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   const char* names[] = {"volatile poll + threadfence_system", "relaxed poll + fence.acq_rel.sys x2",
-                         "ld.acquire.sys poll + st.release.sys", "index + payload lines, fences x2"};
-  for (int mode = 0; mode < 4; ++mode) {
+                         "ld.acquire.sys poll + st.release.sys", "index + payload lines, fences x2",
+                         "acquire poll + relaxed load, other line", "acquire poll + relaxed load, same line"};
+  for (int mode = 0; mode < 6; ++mode) {
     memset(in, 0, 4 * sizeof(Line));
     memset(out, 0, 4 * sizeof(Line));
     const int n = 20000;
