@@ -65,7 +65,6 @@ void uncached_fence() noexcept { std::atomic_thread_fence(std::memory_order_seq_
 void copy_from_uncached(std::byte* dst, const std::byte* src, std::size_t bytes) noexcept { std::memcpy(dst, src, bytes); }
 #endif
 
-
 /// Spin briefly, then yield, then sleep in growing steps: the waiting policy of blocking
 /// host calls on backends without a doorbell.
 class Backoff {
