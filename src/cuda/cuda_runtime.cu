@@ -190,6 +190,8 @@ class CudaRuntime final : public RingKernelRuntime {
   // never the other way round.
   void on_routes(std::uint64_t version, const std::vector<TopicRoute>& routes);
   std::optional<RingView> inbox_for(KernelCore& core, CudaKernel& k);
+  /// A zeroed ring of `capacity` slots of `slot_size` bytes in the K2K arena (device memory).
+  Result<RingView> device_ring(std::uint32_t capacity, std::uint32_t slot_size, const char* what);
   DeviceTopicTable** topic_word_ = nullptr;
   std::mutex table_mutex_;
   std::unordered_map<const KernelCore*, RingView> inboxes_;
@@ -690,14 +692,9 @@ Result<void> CudaRuntime::connect(KernelCore& from, KernelCore& to) {
     return Error(ErrorCode::K2KError, "connect: a CUDA kernel has at most " + std::to_string(kDeviceMaxRoutes) +
                                           " outbound and inbound K2K routes (a kernel subscriber's publish inbox takes "
                                           "one inbound route)");
-  const std::uint32_t cap = from.options.k2k_queue_capacity;
-  const std::uint32_t slot = t->k2k_slot_size();
-  auto mem = arena_alloc(sizeof(RingIndices) + std::size_t{cap} * slot, "connect");
-  if (!mem) return mem.error();
-  RK_CUDA_TRY(cudaMemsetAsync(*mem, 0, sizeof(RingIndices) + std::size_t{cap} * slot, setup_), ErrorCode::BackendError,
-              "cudaMemset (K2K ring)");
-  RK_CUDA_TRY(cudaStreamSynchronize(setup_), ErrorCode::BackendError, "setup stream");
-  const RingView view{reinterpret_cast<RingIndices*>(*mem), *mem + sizeof(RingIndices), cap, slot};
+  auto ring = device_ring(from.options.k2k_queue_capacity, t->k2k_slot_size(), "connect");
+  if (!ring) return ring.error();
+  const RingView view = *ring;
   // Entries first, then the counts with release stores (the pollers acquire them).
   fr->out[oc] = RouteEntry{to.slot, 0, view};
   tr->in[ic] = RouteEntry{from.slot, 0, view};
@@ -753,17 +750,21 @@ const std::vector<SubscriptionId>* CudaRuntime::device_routed(std::uint32_t vers
   return t == v->second.end() ? nullptr : &t->second;
 }
 
+Result<RingView> CudaRuntime::device_ring(std::uint32_t capacity, std::uint32_t slot_size, const char* what) {
+  const std::size_t bytes = sizeof(RingIndices) + std::size_t{capacity} * slot_size;
+  auto mem = arena_alloc(bytes, what);
+  if (!mem) return mem.error();
+  RK_CUDA_TRY(cudaMemsetAsync(*mem, 0, bytes, setup_), ErrorCode::BackendError, "cudaMemset (device ring)");
+  RK_CUDA_TRY(cudaStreamSynchronize(setup_), ErrorCode::BackendError, "setup stream");
+  return RingView{reinterpret_cast<RingIndices*>(*mem), *mem + sizeof(RingIndices), capacity, slot_size};
+}
+
 std::optional<RingView> CudaRuntime::inbox_for(KernelCore& core, CudaKernel& k) {
   if (auto it = inboxes_.find(&core); it != inboxes_.end()) return it->second;
   // The inbox holds what the kernel's input queue would: its capacity, its slot size.
-  const std::uint32_t cap = core.options.input_queue_capacity;
-  const std::uint32_t slot = k.k2k_slot_size();
-  const std::size_t bytes = sizeof(RingIndices) + std::size_t{cap} * slot;
-  auto mem = arena_alloc(bytes, "publish inbox");
-  if (!mem) return std::nullopt;
-  if (cudaMemsetAsync(*mem, 0, bytes, setup_) != cudaSuccess || cudaStreamSynchronize(setup_) != cudaSuccess)
-    return std::nullopt;
-  const RingView view{reinterpret_cast<RingIndices*>(*mem), *mem + sizeof(RingIndices), cap, slot};
+  auto ring = device_ring(core.options.input_queue_capacity, k.k2k_slot_size(), "publish inbox");
+  if (!ring) return std::nullopt;
+  const RingView view = *ring;
   {
     std::lock_guard lock(routes_mutex);
     RouteTable* tr = k.routes();
