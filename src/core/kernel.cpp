@@ -4,6 +4,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -49,16 +50,49 @@ bool is_skip(const std::byte* cell) noexcept {
 }
 
 /// Copies `bytes` (a multiple of 16, both 16-byte aligned) out of write-combining / uncached
-/// memory: MOVNTDQA fills a whole 64-byte line per bus read, and the loads of several lines
-/// are in flight together; plain loads would each make a bus round trip. Streaming load
-/// buffers are not snooped: call uncached_fence() after reading the ring's tail and before
-/// the first copy, so no line is served from a buffer filled before the device wrote it.
+/// memory with streaming loads (MOVNTDQA): plain loads would each make a bus round trip.
+/// The widest load the CPU has and the source's alignment allow is used (64 bytes with
+/// AVX-512, 32 with AVX2, else 16): a CPU that does not fill a whole line per bus read from
+/// a narrower streaming load then makes fewer reads, and fewer loads wait in its window.
+/// RINGKERNEL_UNCACHED_LOAD_BYTES=16|32|64 caps the width (for measurements). Streaming
+/// load buffers are not snooped: call uncached_fence() after reading the ring's tail and
+/// before the first copy, so no line is served from a buffer filled before the device
+/// wrote it.
 #if defined(__x86_64__)
 void uncached_fence() noexcept { _mm_mfence(); }
-__attribute__((target("sse4.1"))) void copy_from_uncached(std::byte* dst, const std::byte* src, std::size_t bytes) noexcept {
+__attribute__((target("sse4.1"))) void copy_uncached16(std::byte* dst, const std::byte* src, std::size_t bytes) noexcept {
   const auto* s = reinterpret_cast<const __m128i*>(src);
   auto* d = reinterpret_cast<__m128i*>(dst);
-  for (std::size_t i = 0; i < bytes / 16; ++i) _mm_store_si128(d + i, _mm_stream_load_si128(const_cast<__m128i*>(s + i)));
+  for (std::size_t i = 0; i < bytes / 16; ++i) _mm_storeu_si128(d + i, _mm_stream_load_si128(const_cast<__m128i*>(s + i)));
+}
+__attribute__((target("avx2"))) void copy_uncached32(std::byte* dst, const std::byte* src, std::size_t bytes) noexcept {
+  const auto* s = reinterpret_cast<const __m256i*>(src);
+  auto* d = reinterpret_cast<__m256i*>(dst);
+  for (std::size_t i = 0; i < bytes / 32; ++i) _mm256_storeu_si256(d + i, _mm256_stream_load_si256(s + i));
+}
+__attribute__((target("avx512f"))) void copy_uncached64(std::byte* dst, const std::byte* src, std::size_t bytes) noexcept {
+  const auto* s = reinterpret_cast<const __m512i*>(src);
+  for (std::size_t i = 0; i < bytes / 64; ++i)
+    _mm512_storeu_si512(dst + i * 64, _mm512_stream_load_si512(const_cast<__m512i*>(s + i)));
+}
+/// The widest streaming load to use: what the CPU has, capped by the environment.
+unsigned uncached_load_bytes() noexcept {
+  static const unsigned width = [] {
+    unsigned w = __builtin_cpu_supports("avx512f") ? 64u : __builtin_cpu_supports("avx2") ? 32u : 16u;
+    if (const char* cap = std::getenv("RINGKERNEL_UNCACHED_LOAD_BYTES")) {
+      const unsigned c = static_cast<unsigned>(std::strtoul(cap, nullptr, 10));
+      if (c == 16 || c == 32 || c == 64) w = std::min(w, c);
+    }
+    return w;
+  }();
+  return width;
+}
+void copy_from_uncached(std::byte* dst, const std::byte* src, std::size_t bytes) noexcept {
+  const unsigned w = uncached_load_bytes();
+  const auto at = reinterpret_cast<std::uintptr_t>(src);
+  if (w >= 64 && at % 64 == 0 && bytes % 64 == 0) return copy_uncached64(dst, src, bytes);
+  if (w >= 32 && at % 32 == 0 && bytes % 32 == 0) return copy_uncached32(dst, src, bytes);
+  copy_uncached16(dst, src, bytes);
 }
 #else
 void uncached_fence() noexcept { std::atomic_thread_fence(std::memory_order_seq_cst); }
