@@ -272,9 +272,10 @@ class KernelCore {
   bool kernel_terminated_now() const noexcept;
   /// What a message call returns once the kernel stopped: Faulted or Closed.
   Status stopped_status() const noexcept;
-  /// The output slot at the consumer's position, readable with plain loads: in place, or
-  /// (output_uncached) copied into rx_scratch with streaming loads first (recv_lock held).
-  const std::byte* read_output_slot() noexcept;
+  /// Output slot `i` past the consumer's position (of those available() reported),
+  /// readable with plain loads: in place, or (output_uncached) copied into rx_scratch with
+  /// streaming loads first. Valid until the next call (recv_lock held).
+  const std::byte* read_output_slot(std::uint32_t i = 0) noexcept;
 
   // -- data path (non-template parts live in src/core/kernel.cpp) --
   Status try_send_raw(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,

@@ -248,10 +248,12 @@ bool KernelCore::kernel_terminated_now() const noexcept {
   return !control_uncached && load_acquire(&control->has_terminated) != 0;
 }
 
-const std::byte* KernelCore::read_output_slot() noexcept {
-  const std::byte* cell = consumer.slot(0);
+const std::byte* KernelCore::read_output_slot(std::uint32_t i) noexcept {
+  const std::byte* cell = consumer.slot(i);
   if (!output_uncached) return cell;
-  uncached_fence();  // after the tail's read: no line from a buffer filled before the device wrote it
+  // The first slot after the tail's read: fence, so no line comes from a streaming load
+  // buffer filled before the device wrote it (the later slots of the run share it).
+  if (i == 0) uncached_fence();
   copy_from_uncached(rx_scratch.data(), cell, rx_scratch.size());
   return rx_scratch.data();
 }
@@ -348,14 +350,8 @@ std::size_t KernelCore::try_receive_batch_raw(TypeId type, std::byte* out, std::
   if (n == 0) return done;
   HlcTimestamp last{};
   std::size_t copied = 0;
-  const std::size_t used = (sizeof(Envelope) + size + 15) & ~std::size_t{15};
-  if (output_uncached) uncached_fence();
   for (std::uint32_t i = 0; i < n; ++i) {
-    const std::byte* cell = consumer.slot(i);
-    if (output_uncached) {
-      copy_from_uncached(rx_scratch.data(), cell, used);
-      cell = rx_scratch.data();
-    }
+    const std::byte* cell = read_output_slot(i);
     if (is_skip(cell)) continue;
     std::memcpy(out + (done + copied) * size, cell + sizeof(Envelope), size);
     std::memcpy(&last, cell + offsetof(Envelope, timestamp), sizeof last);
