@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -121,7 +122,12 @@ TEST(SpscQueue, two_threads_move_a_million_messages_with_matching_checksums) {
   std::vector<Msg64> out(64);
   std::uint64_t expect = 0;
   while (expect < kN) {
-    const std::size_t n = q.try_pop_batch(std::span<Msg64>(out));
+    std::size_t n = 0;
+    if (expect % 5 == 0) {  // mix single and batch pops
+      n = q.try_pop(out[0]) == Status::Ok ? 1 : 0;
+    } else {
+      n = q.try_pop_batch(std::span<Msg64>(out));
+    }
     for (std::size_t k = 0; k < n; ++k) {
       ASSERT_EQ(out[k].seq, expect);
       ASSERT_EQ(out[k].words[6], expect);
@@ -133,6 +139,48 @@ TEST(SpscQueue, two_threads_move_a_million_messages_with_matching_checksums) {
   EXPECT_EQ(produced, consumed);
   EXPECT_EQ(q.stats().enqueued, kN);
   EXPECT_EQ(q.stats().dequeued, kN);
+}
+
+TEST(SpscQueue, a_copy_that_throws_mid_batch_leaves_the_elements_before_it_queued) {
+  struct Fussy {
+    int v = 0;
+    Fussy() = default;
+    explicit Fussy(int x) : v(x) {}
+    Fussy(const Fussy& o) : v(o.v) {
+      if (o.v < 0) throw std::runtime_error("refused");
+    }
+    Fussy(Fussy&&) noexcept = default;
+    Fussy& operator=(Fussy&&) noexcept = default;
+  };
+  SpscQueue<Fussy> q(8);
+  std::vector<Fussy> in;
+  for (int x : {1, 2, -1, 4}) in.emplace_back(x);
+  EXPECT_THROW(q.try_push_batch(std::span<const Fussy>(in)), std::runtime_error);
+  EXPECT_EQ(q.stats().enqueued, 2u);
+  Fussy f;
+  ASSERT_EQ(q.try_pop(f), Status::Ok);
+  EXPECT_EQ(f.v, 1);
+  ASSERT_EQ(q.try_pop(f), Status::Ok);
+  EXPECT_EQ(f.v, 2);
+  EXPECT_EQ(q.try_pop(f), Status::QueueEmpty);
+  EXPECT_EQ(q.try_push(Fussy(5)), Status::Ok);  // the queue goes on working
+  ASSERT_EQ(q.try_pop(f), Status::Ok);
+  EXPECT_EQ(f.v, 5);
+}
+
+TEST(SpscQueue, max_depth_is_sampled_at_the_first_pop_and_once_per_4096) {
+  SpscQueue<int> q(8192);
+  std::vector<int> in(5000, 7), out(5000);
+  ASSERT_EQ(q.try_push_batch(std::span<const int>(in.data(), 3)), 3u);
+  int v;
+  ASSERT_EQ(q.try_pop(v), Status::Ok);  // position 0: sampled
+  EXPECT_EQ(q.stats().max_depth, 3u);
+  ASSERT_EQ(q.try_pop_batch(std::span<int>(out.data(), 2)), 2u);
+  ASSERT_EQ(q.try_push_batch(std::span<const int>(in)), 5000u);
+  // Popping across position 4096 samples the depth then (5000 queued at position 3).
+  ASSERT_EQ(q.try_pop_batch(std::span<int>(out)), 5000u);
+  EXPECT_EQ(q.stats().max_depth, 5000u);
+  EXPECT_EQ(q.stats().depth, 0u);
 }
 
 TEST(MpscQueue, many_producers_one_consumer_lose_nothing_and_keep_per_producer_order) {
