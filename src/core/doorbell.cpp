@@ -1,13 +1,57 @@
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <exception>
+#include <string_view>
 
 #include "ringkernel/runtime.hpp"
 
 namespace ringkernel::detail {
+
+bool asymmetric_barriers() noexcept {
+  static const bool on = [] {
+    if (const char* e = std::getenv("RINGKERNEL_ASYMMETRIC_BARRIERS"); e != nullptr && std::string_view(e) == "0")
+      return false;
+    const long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (cmds < 0 || (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  }();
+  return on;
+}
+
+void heavy_barrier() noexcept {
+  if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+    // Registered at start-up, so the kernel cannot refuse it now; if it did, the light
+    // sides of every Dekker pair would be unsound. Stop rather than lose a wake-up.
+    std::fputs("ringkernel: membarrier(PRIVATE_EXPEDITED) failed after registration\n", stderr);
+    std::terminate();
+  }
+}
+
+void BiasedLock::lock_slow() noexcept {
+  flag_.lock();
+  const void* owner = owner_.load(std::memory_order_relaxed);
+  if (owner != nullptr && revoked_.load(std::memory_order_relaxed) == 0) {
+    // Another thread holds the bias: take it away for good, then wait until it is not
+    // inside the lock. After heavy_barrier() the owner either was already inside (busy_
+    // is visible as 1) or will see revoked_ on its next attempt.
+    revoked_.store(1, std::memory_order_relaxed);
+    heavy_barrier();
+    while (busy_.load(std::memory_order_acquire) != 0) {  // pairs with unlock()'s release
+    }
+    owner_.store(nullptr, std::memory_order_relaxed);
+  } else if (owner == nullptr && !ever_biased_ && allow_bias_) {
+    ever_biased_ = true;
+    owner_.store(token(), std::memory_order_relaxed);  // from its next lock() on
+  }
+  by_bias_ = false;
+}
 
 void Doorbell::wake() noexcept {
   seq_.fetch_add(1, std::memory_order_release);

@@ -360,7 +360,7 @@ class VulkanRuntime final : public RingKernelRuntime {
   Options options_;
   Buffer directory_;  // tenant + 1 per kernel slot (0 = no Vulkan kernel there)
   std::unique_ptr<Ticker> ticker_;
-  Doorbell flush_bell_;  // persistent kernels' "doorbell": nobody sleeps on it; ringing it fences
+  Doorbell flush_bell_{true};  // persistent kernels' "doorbell": nobody sleeps on it; ringing it fences
   std::mutex mutex_;
   std::vector<std::unique_ptr<RouteRing>> routes_;
 };
