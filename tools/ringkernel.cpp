@@ -90,6 +90,9 @@ int cmd_check() {
     std::printf("  %-26s %.*s -> %.*s  [%s]\n", std::string(k.name).c_str(), static_cast<int>(k.request_name.size()),
                 k.request_name.data(), static_cast<int>(k.response_name.size()), k.response_name.data(), builds.c_str());
   }
+  std::printf("\nhost sends: %s\n", detail::asymmetric_barriers()
+                                       ? "asymmetric barriers (membarrier): one thread's sends take no full barrier"
+                                       : "symmetric barriers (membarrier unavailable or RINGKERNEL_ASYMMETRIC_BARRIERS=0)");
   std::printf("\nBackend::Auto picks: ");
   const bool cuda = is_available(Backend::Cuda), vulkan = is_available(Backend::Vulkan);
   std::printf("%s\n", cuda ? "cuda (for kernels with a CUDA build), else the CPU"
