@@ -100,6 +100,7 @@ summary_row actors pingpong_idle.p50 "after idle: ping-pong p50 vs CAF" 2
 summary_row actors pingpong_idle.p99 "after idle: ping-pong p99 vs CAF" 2
 summary_row actors pingpong_vs_actor_pair.p50 "ping-pong p50 vs CAF actor pair" 2
 summary_row actors actor_pair.p50 "actor<->actor (K2K) p50 vs CAF pair" 2
+summary_row actors actor_pair_one_worker.p50 "same, one worker thread vs CAF pair" 2
 summary_row actors count.rk_batch  "counting, send_batch" 2
 summary_row actors count.rk_single "counting, single sends" 2
 if [[ -f "$out/hlc.txt" ]]; then

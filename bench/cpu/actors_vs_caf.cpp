@@ -111,6 +111,15 @@ Latency rk_actor_pair(rk::KernelHandle& pinger, std::uint64_t warm, std::uint64_
   return {double(r->p50_ns) * 1e-3, double(r->p99_ns) * 1e-3};
 }
 
+/// The event-driven pair on one worker thread: `rounds` balls, each round trip timed by the pinger.
+Latency rk_volley(rk::KernelHandle& pinger, std::uint64_t warm, std::uint64_t rounds) {
+  if (warm) (void)pinger.call<rkbench::PairResult>(rkbench::Volley{rkbench::kServe, 0, warm, 0, 0}, std::chrono::seconds(60));
+  auto r = pinger.call<rkbench::PairResult>(rkbench::Volley{rkbench::kServe, 0, rounds, 0, 0}, std::chrono::seconds(60));
+  if (!r) rkbench::fail("rk volley: " + r.error().what());
+  if (r->lost != 0) rkbench::fail("rk volley: a ball could not be sent");
+  return {double(r->p50_ns) * 1e-3, double(r->p99_ns) * 1e-3};
+}
+
 /// Returns messages per second (the N increments plus the take, over the whole exchange).
 double rk_count(rk::KernelHandle& k, std::uint64_t n, bool batched) {
   std::vector<rkbench::CountMsg> chunk(kCountChunk, rkbench::CountMsg{rkbench::kIncrement, 0, 1});
@@ -308,8 +317,15 @@ int main(int argc, char** argv) {
   pinger_opts.k2k_delivery = rk::K2KDelivery::Pull;
   auto pinger = runtime->launch("bench.pair_pinger", pinger_opts);
   auto ponger = runtime->launch("bench.pair_ponger", pair_opts);
-  if (!echo || !counter || !pinger || !ponger) rkbench::fail("launch failed");
+  // The same exchange between event-driven actors sharing one thread (CAF's shape).
+  rk::LaunchOptions volley_opts = pair_opts;
+  volley_opts.cpu_worker = "volley";
+  auto volley_pinger = runtime->launch("bench.volley_pinger", volley_opts);
+  auto volley_ponger = runtime->launch("bench.volley_ponger", volley_opts);
+  if (!echo || !counter || !pinger || !ponger || !volley_pinger || !volley_ponger) rkbench::fail("launch failed");
   if (!runtime->connect(*pinger, *ponger) || !runtime->connect(*ponger, *pinger)) rkbench::fail("connect failed");
+  if (!runtime->connect(*volley_pinger, *volley_ponger) || !runtime->connect(*volley_ponger, *volley_pinger))
+    rkbench::fail("connect failed");
 
   std::printf("Actors on %d CPUs: ping-pong %llu round trips, counting %llu increments, %d repetitions\n",
               rkbench::usable_cpus(), static_cast<unsigned long long>(rounds),
@@ -342,6 +358,8 @@ int main(int argc, char** argv) {
     keep_latency("pingpong.rk_call", "ringkernel call (host<->actor kernel)", rk_call(*echo, kWarmRounds, r, us));
     keep_latency("pingpong.rk_actors", "ringkernel actor<->actor (two kernels, K2K)",
                  rk_actor_pair(*pinger, kWarmRounds, r));
+    keep_latency("pingpong.rk_actors_one_worker", "ringkernel actor<->actor, one worker thread (cpu_worker)",
+                 rk_volley(*volley_pinger, kWarmRounds, r));
     std::this_thread::sleep_for(kIdle);  // the kernel parks
     keep_latency("pingpong_idle.rk_send_receive", "ringkernel send+receive, first round trips after idle",
                  rk_ping_pong(*echo, 0, idle_rounds, us));
@@ -409,7 +427,8 @@ int main(int argc, char** argv) {
   const LatencyRow rows[] = {{"pingpong", "pingpong.rk_send_receive", "pingpong.caf_scoped."},
                              {"pingpong_idle", "pingpong_idle.rk_send_receive", "pingpong_idle.caf_scoped."},
                              {"pingpong_vs_actor_pair", "pingpong.rk_send_receive", "pingpong.caf_actors."},
-                             {"actor_pair", "pingpong.rk_actors", "pingpong.caf_actors."}};
+                             {"actor_pair", "pingpong.rk_actors", "pingpong.caf_actors."},
+                             {"actor_pair_one_worker", "pingpong.rk_actors_one_worker", "pingpong.caf_actors."}};
   for (const LatencyRow& row : rows) {
     for (const char* q : {"p50", "p99"}) {
       const auto field = std::string(q) == "p50" ? &Figures::p50 : &Figures::p99;

@@ -98,6 +98,71 @@ struct PairPonger {
   }
 };
 
+// ---- ping-pong between two event-driven actors (Savina's form, CAF's shape) -------------
+// Neither handler waits: the pinger answers each returning ball by sending the next, so the
+// pair can share one thread (LaunchOptions::cpu_worker), as CAF's actors share a worker.
+enum VolleyOp : std::uint32_t { kServe = 0, kBall = 1 };
+struct Volley {
+  std::uint32_t op;  ///< VolleyOp
+  std::uint32_t reserved;
+  std::uint64_t left;     ///< balls still to play after this one
+  std::uint64_t sent_ns;  ///< when the pinger sent this ball
+  std::uint64_t reserved2;
+};
+RK_MESSAGE(Volley, "bench.Volley", op, reserved, left, sent_ns, reserved2);
+
+struct VolleyState {
+  std::uint32_t hist[PairPinger::kBins];  ///< round trips in 10 ns bins
+  std::uint64_t sum;
+  std::uint64_t n;
+};
+RK_GPU_TYPE(VolleyState, hist, sum, n);
+
+/// Serve{left = N} from the host starts N round trips; the reply is their p50 / p99 / mean.
+struct VolleyPinger {
+  using Request = Volley;
+  using Response = PairResult;
+  using State = VolleyState;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, VolleyState& s, const Volley& in, PairResult& out) const {
+    if (ctx.thread_id() != 0) return false;
+    const std::uint64_t now = clock_ns();
+    if (in.op == kServe) {
+      for (std::uint32_t b = 0; b < PairPinger::kBins; ++b) s.hist[b] = 0;
+      s.sum = s.n = 0;
+    } else {
+      const std::uint64_t rt = now - in.sent_ns;
+      s.sum += rt;
+      ++s.n;
+      ++s.hist[rt / 10 < PairPinger::kBins ? rt / 10 : PairPinger::kBins - 1];
+      if (in.left == 0) {
+        auto quantile = [&](std::uint64_t rank) {
+          std::uint64_t seen = 0;
+          for (std::uint32_t b = 0; b < PairPinger::kBins; ++b)
+            if ((seen += s.hist[b]) > rank) return std::uint64_t{b} * 10 + 5;
+          return std::uint64_t{PairPinger::kBins} * 10;
+        };
+        out = PairResult{quantile(s.n / 2), quantile(s.n * 99 / 100), s.sum / s.n, 0};
+        return true;
+      }
+    }
+    if (ctx.k2k_send(ctx.k2k_route(0), Volley{kBall, 0, in.left - 1, clock_ns(), 0}) != Status::Ok) {
+      out = PairResult{0, 0, 0, 1};  // the route was full or gone: reported as lost
+      return true;
+    }
+    return false;
+  }
+};
+
+/// Returns every ball to its route 0.
+struct VolleyPonger {
+  using Request = Volley;
+  using Response = void;
+  RK_HOST_DEVICE void operator()(RingContext& ctx, NoState&, const Volley& in) const {
+    if (ctx.thread_id() != 0) return;
+    (void)ctx.k2k_send(ctx.k2k_route(0), in);
+  }
+};
+
 // ---- counting (Savina): a counter with persistent state ----------------------------------
 enum CountOp : std::uint32_t { kIncrement = 0, kTake = 1 };
 

@@ -75,6 +75,12 @@ struct LaunchOptions {
   /// `std::uint32_t actor` field: each message goes to the actor it names. Actor mode only.
   std::uint32_t actor_slots = 0;
   std::string kernel_id;                    ///< handle id; empty = the registered name
+  /// CPU backend: kernels launched with the same non-empty name share one OS thread, which
+  /// runs a loop step of each in turn (many actors on few cores; K2K between them stays on
+  /// one core). Empty: a thread of its own. A handler that waits for another kernel of its
+  /// worker (a pull loop, a retry on a full route to it) never returns: it holds the thread.
+  /// GPU backends ignore it.
+  std::string cpu_worker;
 };
 
 /// Unique kernel identifier (the name given at launch).

@@ -1,12 +1,17 @@
-// The CPU backend: one OS thread per kernel running the persistent loop; a block's
-// threads are fibers on that thread (actor mode), or a batch is spread over simulated
-// threads (parallel mode). Idle kernels spin briefly, then park on a doorbell, so dozens
-// of kernels cost nothing while idle.
+// The CPU backend: an OS thread (a CpuWorker) runs the persistent loop of one kernel, or of
+// every kernel launched with the same LaunchOptions::cpu_worker name, one loop step of each
+// in turn. A block's threads are fibers on that thread (actor mode), or a batch is spread
+// over simulated threads (parallel mode). Idle workers spin briefly, then park on a
+// doorbell, so dozens of kernels cost nothing while idle.
 #include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "../core/runtime_core.hpp"
 #include "fiber.hpp"
@@ -23,6 +28,43 @@ constexpr auto kParkTimeout = std::chrono::milliseconds(100);  // only a safety 
                                                                 // state change rings the bell
 
 class CpuKernel;
+
+enum class Step { Idle, Worked, Exited };
+
+/// The OS thread that runs kernels: a kernel's own, or one shared by the kernels launched
+/// with the same LaunchOptions::cpu_worker name (they then reach one another without
+/// crossing cores). It runs one loop step of each kernel in turn and parks on its doorbell
+/// once every kernel has been idle for kSpinBeforePark rounds. A kernel's own worker ends
+/// with its kernel; a shared one lives as long as the runtime.
+class CpuWorker {
+ public:
+  /// `bell`: the doorbell senders ring for this worker's kernels (null: a shared worker's own).
+  CpuWorker(Doorbell* bell, std::string name)
+      : own_bell_(bell ? nullptr : std::make_unique<Doorbell>()), bell_(bell ? *bell : *own_bell_), name_(std::move(name)) {}
+  CpuWorker(const CpuWorker&) = delete;
+  CpuWorker& operator=(const CpuWorker&) = delete;
+  ~CpuWorker();
+
+  Doorbell& bell() noexcept { return bell_; }
+  bool shared() const noexcept { return !name_.empty(); }
+  /// Takes a kernel into the rotation (starts the thread the first time).
+  Result<void> add(CpuKernel* k);
+  /// A kernel's own worker: whether its thread has finished (joins it then).
+  bool join_if_finished() noexcept;
+
+ private:
+  void run() noexcept;
+
+  std::unique_ptr<Doorbell> own_bell_;
+  Doorbell& bell_;
+  const std::string name_;
+  std::mutex mutex_;
+  std::vector<CpuKernel*> kernels_;  // mutex_
+  std::atomic<std::uint64_t> version_{0};
+  std::atomic<bool> shutdown_{false};
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
 
 /// One K2K ring (owned by the runtime: outlives both of its ends).
 struct RouteRing {
@@ -81,17 +123,29 @@ class CpuKernel final : public KernelBackend {
   std::uint32_t route(std::uint32_t i) const noexcept { return i < route_count() ? out_routes_[i].dest : ~0u; }
   void close_inbound() noexcept;
 
-  Doorbell& bell;      // rung by the host and by K2K senders; owned by the runtime (per slot)
+  // Worker side.
+  /// One pass of the persistent loop (the worker's thread).
+  Step step() noexcept;
+  /// Whether the kernel has something to do (the worker parks only when none has).
+  bool wants_cpu() const noexcept;
+  /// After step() said Exited and the worker dropped the kernel: stop() may return now.
+  void mark_exited() noexcept;
+  bool exited() const noexcept { return exited_.load(std::memory_order_acquire); }
+
+ private:
+  std::shared_ptr<CpuWorker> worker_;  // declared before bell: bell is the worker's doorbell
+
+ public:
+  Doorbell& bell;      // rung by the host and by K2K senders; the worker's (owned by the runtime)
   Doorbell host_bell;  // rung by this kernel after publishing output
   CpuExec exec;
   std::uint64_t tenant = 0;
   std::uint32_t slot = 0;
 
  private:
-  void loop() noexcept;
-  bool has_work() const noexcept;
+  void exit_loop() noexcept;
   void publish_telemetry() noexcept;
-  void run_actor_command() noexcept;
+  bool run_actor_command() noexcept;
 
   CpuRuntime& rt_;
   KernelCore& core_;
@@ -122,8 +176,19 @@ class CpuKernel final : public KernelBackend {
   std::unique_ptr<std::uint8_t[]> actor_alive_;
   std::unique_ptr<std::uint32_t[]> actor_faults_;  // zero-initialised
 
-  std::thread thread_;
-  std::atomic<bool> thread_exited_{false};
+  // Loop state (the worker's thread).
+  std::array<const std::byte*, kBatch> slots_{};
+  std::array<std::uint32_t, kBatch> sources_{};
+  std::uint32_t acked_ = 0;
+  std::uint64_t beats_ = 0;
+  // The figures the host reads (telemetry, the control block's counters and heartbeat) are
+  // written every 32 batches and when the kernel goes idle, not after every batch: they
+  // share a cache line with has_terminated, which every host send reads, so writing them
+  // per batch made each send miss in its cache.
+  std::uint32_t batches_since_publish_ = 0;
+  bool dirty_ = false;
+  std::atomic<bool> exited_{false};
+  bool started_ = false;  // host side
 };
 
 class CpuRuntime final : public RingKernelRuntime {
@@ -177,8 +242,17 @@ class CpuRuntime final : public RingKernelRuntime {
   /// later takes the address shares it (a stale ring only makes it re-check for work).
   Doorbell& doorbell(std::uint32_t slot) noexcept { return doorbells_[slot]; }
 
+  /// The shared worker of LaunchOptions::cpu_worker `name` (made on first use).
+  std::shared_ptr<CpuWorker> shared_worker(const std::string& name) {
+    std::lock_guard lock(mutex_);
+    auto& w = workers_[name];
+    if (!w) w = std::make_shared<CpuWorker>(nullptr, name);
+    return w;
+  }
+
  private:
   std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<CpuWorker>> workers_;  // mutex_
   std::vector<std::unique_ptr<RouteRing>> rings_;
   std::array<std::atomic<std::int64_t>, RuntimeCore::kMaxKernels> tenant_of_;
   std::array<std::atomic<CpuKernel*>, RuntimeCore::kMaxKernels> kernels_{};
@@ -186,7 +260,9 @@ class CpuRuntime final : public RingKernelRuntime {
 };
 
 CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgram> program)
-    : bell(rt.doorbell(core.slot)), rt_(rt), core_(core), program_(std::move(program)),
+    : worker_(core.options.cpu_worker.empty() ? std::make_shared<CpuWorker>(&rt.doorbell(core.slot), std::string())
+                                              : rt.shared_worker(core.options.cpu_worker)),
+      bell(worker_->bell()), rt_(rt), core_(core), program_(std::move(program)),
       clock_((core.host_clock->node_id() << 16) | (core.slot + 1)) {
   const LaunchOptions& o = core.options;
   slot = core.slot;
@@ -257,9 +333,9 @@ Result<std::uint64_t> CpuKernel::post_actor_command(ActorOp op, std::uint32_t in
   return seq;
 }
 
-void CpuKernel::run_actor_command() noexcept {
+bool CpuKernel::run_actor_command() noexcept {
   const std::uint64_t cmd = actor_cmd_.load(std::memory_order_acquire);  // pairs with post_actor_command()
-  if (cmd == actor_last_cmd_) return;
+  if (cmd == actor_last_cmd_) return false;
   actor_last_cmd_ = cmd;
   const auto op = static_cast<ActorOp>((cmd >> 24) & 0xffu);
   const std::uint32_t index = static_cast<std::uint32_t>(cmd & 0xffffffu);
@@ -273,52 +349,51 @@ void CpuKernel::run_actor_command() noexcept {
     store_release(&actor_faults_[index], 0u);  // a new incarnation has not failed
   }
   actor_ack_.store(cmd >> 32, std::memory_order_release);
+  return true;
 }
 
 CpuKernel::~CpuKernel() {
-  if (thread_.joinable()) {
-    if (thread_exited_.load(std::memory_order_acquire)) {
-      thread_.join();
-    } else {
-      // stop() timed out earlier: the handler never returned. Its memory must outlive
-      // the thread, so it is leaked on purpose rather than freed under a running thread.
-      std::fprintf(stderr, "ringkernel: CPU kernel thread still running at destruction; leaking its memory\n");
-      thread_.detach();
-      control_mem_.release();
-      telemetry_mem_.release();
-      in_idx_.release();
-      in_slots_.release();
-      out_idx_.release();
-      out_slots_.release();
-      state_mem_.release();
-      shared_mem_.release();
-      (void)program_.release();
-      (void)team_.release();
-    }
+  if (exited_.load(std::memory_order_acquire)) {
+    if (!worker_->shared()) (void)worker_->join_if_finished();  // it ends right after marking us
+    return;
   }
+  if (!started_) return;
+  // stop() timed out earlier: the handler never returned, on a thread that still runs it.
+  // Its memory must outlive that thread, so it is leaked on purpose rather than freed under
+  // it (the worker keeps this kernel in its rotation).
+  std::fprintf(stderr, "ringkernel: CPU kernel '%s' still running at destruction; leaking its memory\n",
+               core_.id.value.c_str());
+  control_mem_.release();
+  telemetry_mem_.release();
+  in_idx_.release();
+  in_slots_.release();
+  out_idx_.release();
+  out_slots_.release();
+  state_mem_.release();
+  shared_mem_.release();
+  (void)program_.release();
+  (void)team_.release();
+  new std::shared_ptr<CpuWorker>(std::move(worker_));  // keeps the worker (and its thread) alive
 }
 
 Result<void> CpuKernel::start() {
-  try {
-    thread_ = std::thread([this] { loop(); });
-  } catch (const std::system_error& e) {
-    return Error(ErrorCode::LaunchFailed, std::string("cannot start the kernel thread: ") + e.what(), e.code().value());
-  }
+  if (auto r = worker_->add(this); !r) return r;
+  started_ = true;
   return {};
 }
 
 Result<void> CpuKernel::stop(Duration timeout) {
-  store_release(&exec.control->should_terminate, 1u);  // read by loop()
+  store_release(&exec.control->should_terminate, 1u);  // read by step()
   bell.wake();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!thread_exited_.load(std::memory_order_acquire)) {
+  while (!exited_.load(std::memory_order_acquire)) {
     if (std::chrono::steady_clock::now() >= deadline)
       return Error(ErrorCode::Timeout, "kernel '" + core_.id.value +
                                            "' did not stop in time: its handler has not returned (a CPU thread cannot "
                                            "be interrupted)");
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
-  if (thread_.joinable()) thread_.join();
+  if (!worker_->shared()) (void)worker_->join_if_finished();
   close_inbound();
   return {};
 }
@@ -442,9 +517,13 @@ void CpuKernel::flush_output() noexcept {
   host_bell.ring();
 }
 
-bool CpuKernel::has_work() const noexcept {
-  const RingIndices* ix = core_.input.indices;
-  if (load_acquire(&ix->tail) != in_.position()) return true;
+bool CpuKernel::wants_cpu() const noexcept {
+  const ControlBlock* c = exec.control;
+  if (load_acquire(&c->should_terminate) != 0 || load_acquire(&c->is_active) != load_acquire(&c->acked_active) ||
+      actor_cmd_.load(std::memory_order_acquire) != actor_last_cmd_)
+    return true;
+  if (load_acquire(&c->is_active) == 0) return false;  // deactivated: input waits
+  if (load_acquire(&core_.input.indices->tail) != in_.position()) return true;
   if (!pull_mode_) {
     const std::uint32_t n = in_route_count_.load(std::memory_order_acquire);
     for (std::uint32_t i = 0; i < n; ++i) {
@@ -452,9 +531,7 @@ bool CpuKernel::has_work() const noexcept {
       if (load_acquire(&r->tail) != in_routes_[i].consumer.position()) return true;
     }
   }
-  return load_acquire(&exec.control->should_terminate) != 0 ||
-         load_acquire(&exec.control->is_active) != load_acquire(&exec.control->acked_active) ||
-         actor_cmd_.load(std::memory_order_acquire) != actor_last_cmd_;
+  return false;
 }
 
 void CpuKernel::publish_telemetry() noexcept {
@@ -476,85 +553,68 @@ void CpuKernel::publish_telemetry() noexcept {
   store_relaxed(&c->hlc.node_id, h.node_id);
 }
 
-void CpuKernel::loop() noexcept {
+Step CpuKernel::step() noexcept {
   ControlBlock* c = exec.control;
-  std::array<const std::byte*, kBatch> slots{};
-  std::array<std::uint32_t, kBatch> sources{};
-  std::uint32_t acked = 0;
-  int idle = 0;
-  bool parked = false;  // after a park, wait again without spinning until work arrives
-  std::uint64_t beats = 0;
-  // The figures the host reads (telemetry, the control block's counters and heartbeat) are
-  // written every 32 batches and when the loop goes idle, not after every batch: they share
-  // a cache line with has_terminated, which every host send reads, so writing them per
-  // batch made each send miss in its cache.
-  std::uint32_t batches_since_publish = 0;
-  bool dirty = false;
-  while (load_acquire(&c->should_terminate) == 0 && exec.fault == 0 && !exec.terminate_requested) {
-    if ((++beats & 63u) == 0) store_relaxed(&c->heartbeat, beats);
-    if (exec.actor_slots != 0) run_actor_command();
-    const std::uint32_t active = load_acquire(&c->is_active);  // pairs with activate()/deactivate()
-    if (active != acked) {
-      acked = active;
-      store_release(&c->acked_active, acked);
-    }
-    if (!active) {
-      bell.wait([&] {
-        return load_acquire(&c->is_active) != 0 || load_acquire(&c->should_terminate) != 0 ||
-               actor_cmd_.load(std::memory_order_acquire) != actor_last_cmd_;
-      }, kParkTimeout);
-      continue;
-    }
-    bool worked = false;
-    // Host input.
-    if (const std::uint32_t n = in_.available(kBatch); n != 0) {
-      for (std::uint32_t i = 0; i < n; ++i) {
-        slots[i] = in_.slot(i);
-        sources[i] = 0;
-      }
-      program_->process(exec, CpuBatch{slots.data(), sources.data(), n});
-      in_.release(n);
-      worked = true;
-    }
-    // K2K input delivered to the handler.
-    if (!pull_mode_) {
-      const std::uint32_t routes = in_route_count_.load(std::memory_order_acquire);
-      for (std::uint32_t r = 0; r < routes && exec.fault == 0; ++r) {
-        RingConsumer<>& in = in_routes_[r].consumer;
-        if (const std::uint32_t n = in.available(kBatch); n != 0) {
-          for (std::uint32_t i = 0; i < n; ++i) {
-            slots[i] = in.slot(i);
-            sources[i] = in_routes_[r].source + 1;
-          }
-          program_->process(exec, CpuBatch{slots.data(), sources.data(), n});
-          in.release(n);
-          worked = true;
-        }
-      }
-    }
-    if (worked) {
-      flush_output();
-      dirty = true;
-      if (++batches_since_publish == 32) {
-        publish_telemetry();
-        batches_since_publish = 0;
-        dirty = false;
-      }
-      idle = 0;
-      parked = false;
-      continue;
-    }
-    if (dirty) {  // going idle: the host sees current figures
-      publish_telemetry();
-      store_relaxed(&c->heartbeat, beats);
-      batches_since_publish = 0;
-      dirty = false;
-    }
-    if (!parked && ++idle < kSpinBeforePark) continue;
-    idle = 0;
-    parked = true;
-    bell.wait([&] { return has_work(); }, kParkTimeout);
+  if (load_acquire(&c->should_terminate) != 0 || exec.fault != 0 || exec.terminate_requested) {
+    exit_loop();
+    return Step::Exited;
   }
+  if ((++beats_ & 63u) == 0) store_relaxed(&c->heartbeat, beats_);
+  bool worked = exec.actor_slots != 0 && run_actor_command();
+  const std::uint32_t active = load_acquire(&c->is_active);  // pairs with activate()/deactivate()
+  if (active != acked_) {
+    acked_ = active;
+    store_release(&c->acked_active, acked_);
+    worked = true;
+  }
+  if (!active) return worked ? Step::Worked : Step::Idle;
+  // Host input.
+  if (const std::uint32_t n = in_.available(kBatch); n != 0) {
+    for (std::uint32_t i = 0; i < n; ++i) {
+      slots_[i] = in_.slot(i);
+      sources_[i] = 0;
+    }
+    program_->process(exec, CpuBatch{slots_.data(), sources_.data(), n});
+    in_.release(n);
+    worked = true;
+  }
+  // K2K input delivered to the handler.
+  if (!pull_mode_) {
+    const std::uint32_t routes = in_route_count_.load(std::memory_order_acquire);
+    for (std::uint32_t r = 0; r < routes && exec.fault == 0; ++r) {
+      RingConsumer<>& in = in_routes_[r].consumer;
+      if (const std::uint32_t n = in.available(kBatch); n != 0) {
+        for (std::uint32_t i = 0; i < n; ++i) {
+          slots_[i] = in.slot(i);
+          sources_[i] = in_routes_[r].source + 1;
+        }
+        program_->process(exec, CpuBatch{slots_.data(), sources_.data(), n});
+        in.release(n);
+        worked = true;
+      }
+    }
+  }
+  if (worked) {
+    flush_output();
+    dirty_ = true;
+    if (++batches_since_publish_ == 32) {
+      publish_telemetry();
+      batches_since_publish_ = 0;
+      dirty_ = false;
+    }
+    return Step::Worked;
+  }
+  if (dirty_) {  // going idle: the host sees current figures
+    publish_telemetry();
+    store_relaxed(&c->heartbeat, beats_);
+    batches_since_publish_ = 0;
+    dirty_ = false;
+  }
+  return Step::Idle;
+}
+
+void CpuKernel::exit_loop() noexcept {
+  ControlBlock* c = exec.control;
   flush_output();
   publish_telemetry();
   if (exec.fault != 0) {
@@ -563,8 +623,108 @@ void CpuKernel::loop() noexcept {
   }
   in_.close();
   store_release(&c->has_terminated, 1u);  // read by the host's check_health()/wait()
-  thread_exited_.store(true, std::memory_order_release);
   host_bell.wake();
+}
+
+void CpuKernel::mark_exited() noexcept {
+  exited_.store(true, std::memory_order_release);  // stop() returns; the kernel may be freed
+}
+
+// ---- CpuWorker ------------------------------------------------------------------------------
+
+Result<void> CpuWorker::add(CpuKernel* k) {
+  std::lock_guard lock(mutex_);
+  if (!thread_.joinable()) {
+    try {
+      thread_ = std::thread([this] { run(); });
+    } catch (const std::system_error& e) {
+      return Error(ErrorCode::LaunchFailed, std::string("cannot start the kernel thread: ") + e.what(), e.code().value());
+    }
+  }
+  kernels_.push_back(k);
+  version_.fetch_add(1, std::memory_order_release);
+  bell_.wake();  // a parked shared worker takes the new kernel into its rotation
+  return {};
+}
+
+bool CpuWorker::join_if_finished() noexcept {
+  if (!finished_.load(std::memory_order_acquire)) {
+    // A kernel's own worker finishes right after marking its kernel exited: wait for it.
+    for (int i = 0; i < 100000 && !finished_.load(std::memory_order_acquire); ++i) std::this_thread::yield();
+    if (!finished_.load(std::memory_order_acquire)) return false;
+  }
+  std::lock_guard lock(mutex_);
+  if (thread_.joinable()) thread_.join();
+  return true;
+}
+
+CpuWorker::~CpuWorker() {
+  shutdown_.store(true, std::memory_order_release);
+  bell_.wake();
+  if (!thread_.joinable()) return;
+  for (int i = 0; i < 20000 && !finished_.load(std::memory_order_acquire); ++i)
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  if (finished_.load(std::memory_order_acquire)) {
+    thread_.join();
+  } else {
+    std::fprintf(stderr, "ringkernel: CPU worker '%s' still inside a handler at shutdown; detaching it\n", name_.c_str());
+    thread_.detach();
+  }
+}
+
+void CpuWorker::run() noexcept {
+  std::vector<CpuKernel*> ks;
+  std::uint64_t seen = ~std::uint64_t{0};
+  int idle = 0;
+  bool parked = false;  // after a park, wait again without spinning until work arrives
+  for (;;) {
+    if (const std::uint64_t v = version_.load(std::memory_order_acquire); v != seen) {
+      std::lock_guard lock(mutex_);
+      ks = kernels_;
+      seen = version_.load(std::memory_order_relaxed);
+    }
+    if (ks.empty()) {
+      if (!shared() || shutdown_.load(std::memory_order_acquire)) break;
+      bell_.wait([&] { return version_.load(std::memory_order_acquire) != seen || shutdown_.load(std::memory_order_acquire); },
+                 kParkTimeout);
+      continue;
+    }
+    bool worked = false;
+    for (std::size_t i = 0; i < ks.size();) {
+      const Step st = ks[i]->step();
+      if (st != Step::Exited) {
+        worked |= st == Step::Worked;
+        ++i;
+        continue;
+      }
+      CpuKernel* gone = ks[i];
+      {
+        std::lock_guard lock(mutex_);
+        kernels_.erase(std::find(kernels_.begin(), kernels_.end(), gone));
+        version_.fetch_add(1, std::memory_order_release);
+        ks = kernels_;
+        seen = version_.load(std::memory_order_relaxed);
+      }
+      gone->mark_exited();  // last touch: its owner may free it from here on
+      worked = true;
+      i = 0;  // the rotation changed: start it again
+    }
+    if (worked) {
+      idle = 0;
+      parked = false;
+      continue;
+    }
+    if (!parked && ++idle < kSpinBeforePark) continue;
+    idle = 0;
+    parked = true;
+    bell_.wait([&] {
+      if (version_.load(std::memory_order_acquire) != seen || shutdown_.load(std::memory_order_acquire)) return true;
+      for (CpuKernel* k : ks)
+        if (k->wants_cpu()) return true;
+      return false;
+    }, kParkTimeout);
+  }
+  finished_.store(true, std::memory_order_release);
 }
 
 CpuKernel* kernel_of(CpuExec* e) noexcept { return static_cast<CpuKernel*>(e->runtime_private); }

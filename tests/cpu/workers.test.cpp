@@ -1,0 +1,169 @@
+// LaunchOptions::cpu_worker: kernels sharing one OS thread on the CPU backend.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ringkernel/ringkernel.hpp>
+
+using namespace ringkernel;
+using namespace std::chrono_literals;
+
+namespace wtest {
+struct Who {
+  std::uint64_t seq;
+  std::uint64_t reserved;
+};
+RK_MESSAGE(Who, "wtest.Who", seq, reserved);
+struct Tag {
+  std::uint64_t seq;
+  std::uint64_t thread;  ///< hash of the OS thread that ran the handler
+};
+RK_MESSAGE(Tag, "wtest.Tag", seq, thread);
+
+/// Answers with the OS thread it runs on (CPU backend only).
+struct WhoAmI {
+  using Request = Who;
+  using Response = Tag;
+  bool operator()(RingContext&, NoState&, const Who& in, Tag& out) const {
+    out = Tag{in.seq, static_cast<std::uint64_t>(std::hash<std::thread::id>{}(std::this_thread::get_id()))};
+    return true;
+  }
+};
+
+enum VolleyOp : std::uint32_t { kServe = 0, kBall = 1 };
+struct Volley {
+  std::uint32_t op;
+  std::uint32_t reserved;
+  std::uint64_t left;  ///< balls still to play
+};
+RK_MESSAGE(Volley, "wtest.Volley", op, reserved, left);
+struct VolleyDone {
+  std::uint64_t balls;
+  std::uint64_t reserved;
+};
+RK_MESSAGE(VolleyDone, "wtest.VolleyDone", balls, reserved);
+struct VolleyState {
+  std::uint64_t balls;
+};
+RK_GPU_TYPE(VolleyState, balls);
+
+/// Event-driven: the host serves, each returning ball goes out again until none is left.
+struct Server {
+  using Request = Volley;
+  using Response = VolleyDone;
+  using State = VolleyState;
+  bool operator()(RingContext& ctx, VolleyState& s, const Volley& in, VolleyDone& out) const {
+    if (in.op == kServe) s.balls = 0;
+    else ++s.balls;
+    if (in.left == 0) {
+      out = VolleyDone{s.balls, 0};
+      return true;
+    }
+    if (ctx.k2k_send(ctx.k2k_route(0), Volley{kBall, 0, in.left - 1}) == Status::Ok) return false;
+    out = VolleyDone{~std::uint64_t{0}, 0};  // the ball could not go out: say so
+    return true;
+  }
+};
+/// Returns every ball.
+struct Returner {
+  using Request = Volley;
+  using Response = void;
+  void operator()(RingContext& ctx, NoState&, const Volley& in) const {
+    (void)ctx.k2k_send(ctx.k2k_route(0), in);
+  }
+};
+}  // namespace wtest
+
+RK_KERNEL("wtest.who", wtest::WhoAmI);
+RK_KERNEL("wtest.server", wtest::Server);
+RK_KERNEL("wtest.returner", wtest::Returner);
+
+namespace {
+LaunchOptions on(const std::string& worker, const std::string& id, bool k2k = false) {
+  LaunchOptions o{.block_size = 1, .enable_k2k = k2k};
+  o.kernel_id = id;
+  o.cpu_worker = worker;
+  return o;
+}
+std::string numbered(const char* prefix, int i) {
+  std::string s(prefix);
+  s += std::to_string(i);
+  return s;
+}
+std::uint64_t thread_of(KernelHandle& k, std::uint64_t seq) {
+  auto r = k.call<wtest::Tag>(wtest::Who{seq, 0}, 5s);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().what());
+  if (!r) return 0;
+  EXPECT_EQ(r->seq, seq);
+  return r->thread;
+}
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
+}  // namespace
+
+TEST(CpuWorkers, kernels_naming_one_worker_share_its_thread_and_each_answers) {
+  RingKernel rt = RingKernel::builder().backend(Backend::Cpu).build().value();
+  std::vector<KernelHandle> ks;
+  for (int i = 0; i < 4; ++i) ks.push_back(rt.launch("wtest.who", on("w", numbered("who", i))).value());
+  KernelHandle alone = rt.launch("wtest.who", on("", "alone")).value();
+  const std::uint64_t t0 = thread_of(ks[0], 0);
+  for (std::uint64_t round = 0; round < 100; ++round)
+    for (auto& k : ks) EXPECT_EQ(thread_of(k, round), t0);
+  EXPECT_NE(thread_of(alone, 1), t0);
+}
+
+TEST(CpuWorkers, k2k_between_kernels_of_one_worker_plays_every_ball) {
+  RingKernel rt = RingKernel::builder().backend(Backend::Cpu).build().value();
+  KernelHandle server = rt.launch("wtest.server", on("pair", "server", true)).value();
+  KernelHandle returner = rt.launch("wtest.returner", on("pair", "returner", true)).value();
+  ASSERT_TRUE(rt.connect(server, returner).ok());
+  ASSERT_TRUE(rt.connect(returner, server).ok());
+  for (std::uint64_t n : {1ull, 1000ull, 20000ull}) {
+    auto done = server.call<wtest::VolleyDone>(wtest::Volley{wtest::kServe, 0, n}, 20s);
+    ASSERT_TRUE(done.ok()) << done.error().what();
+    EXPECT_EQ(done->balls, n);
+  }
+}
+
+TEST(CpuWorkers, a_kernel_leaving_or_pausing_does_not_stop_the_others_of_its_worker) {
+  RingKernel rt = RingKernel::builder().backend(Backend::Cpu).build().value();
+  KernelHandle a = rt.launch("wtest.who", on("w", "a")).value();
+  KernelHandle b = rt.launch("wtest.who", on("w", "b")).value();
+  const std::uint64_t t = thread_of(a, 1);
+  // Deactivated, a keeps its queued message; b goes on answering.
+  ASSERT_TRUE(a.deactivate().ok());
+  ASSERT_TRUE(a.send(wtest::Who{7, 0}).ok());
+  EXPECT_EQ(thread_of(b, 2), t);
+  wtest::Tag none{};
+  EXPECT_EQ(a.try_receive(none), Status::QueueEmpty);
+  ASSERT_TRUE(a.activate().ok());
+  auto r = a.receive<wtest::Tag>(5s);
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  EXPECT_EQ(r->seq, 7u);
+  // a leaves; b stays; a newcomer joins the same thread.
+  ASSERT_TRUE(a.terminate().ok());
+  EXPECT_EQ(thread_of(b, 3), t);
+  KernelHandle c = rt.launch("wtest.who", on("w", "c")).value();
+  EXPECT_EQ(thread_of(c, 4), t);
+  EXPECT_EQ(thread_of(b, 5), t);
+}
+
+TEST(CpuWorkers, an_idle_shared_worker_parks) {
+  RingKernel rt = RingKernel::builder().backend(Backend::Cpu).build().value();
+  std::vector<KernelHandle> ks;
+  for (int i = 0; i < 16; ++i) ks.push_back(rt.launch("wtest.who", on("idle", numbered("k", i))).value());
+  for (std::uint64_t i = 0; i < ks.size(); ++i) (void)thread_of(ks[i], i);
+  std::this_thread::sleep_for(200ms);  // past the spin phase
+  const double c0 = process_cpu_seconds();
+  std::this_thread::sleep_for(500ms);
+  const double used = process_cpu_seconds() - c0;
+  EXPECT_LT(used, 0.1) << "an idle shared worker used " << used << " s of CPU in 0.5 s";
+  EXPECT_EQ(thread_of(ks[3], 99), thread_of(ks[0], 98));  // and wakes for work
+}
