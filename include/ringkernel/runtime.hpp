@@ -302,6 +302,9 @@ class KernelCore {
   TelemetryBuffer* telemetry = nullptr;
   Doorbell* kernel_doorbell = nullptr;  ///< CPU backend: wakes a parked kernel
   Doorbell* host_doorbell = nullptr;    ///< CPU backend: the kernel rings it after publishing
+  /// CPU backend: the CPU the kernel's worker thread last ran on (-1: not known). A host
+  /// thread waiting for the kernel on that same CPU yields instead of spinning.
+  const std::atomic<int>* runner_cpu = nullptr;
 
   // -- host endpoints: the sending and the receiving thread each write only their own
   // 128-byte group (a producer thread and a consumer thread that poll try_receive would
@@ -313,6 +316,9 @@ class KernelCore {
   RingConsumer<> consumer;
   std::uint32_t recv_checks = 0;  ///< recv_lock: calls since has_terminated was last read
   std::deque<std::vector<std::byte>> stash;  ///< responses set aside by call(); recv_lock
+  /// The CPU of a host thread that waits for this kernel while sharing the kernel's CPU
+  /// (-1: none). The CPU backend's worker yields to it instead of spinning.
+  std::atomic<int> waiter_cpu{-1};
   /// The output ring lives in memory the host reads uncached (a GPU's BAR): slots are first
   /// copied into `rx_scratch` (one slot, sized by the backend) with streaming loads, which
   /// fetch a 64-byte line per bus read instead of one read per field.

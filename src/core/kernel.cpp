@@ -4,6 +4,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#include <sched.h>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -103,7 +104,28 @@ void copy_from_uncached(std::byte* dst, const std::byte* src, std::size_t bytes)
 /// host calls on backends without a doorbell.
 class Backoff {
  public:
+  /// `core`: a kernel whose thread may share this thread's CPU (CPU backend), or null.
+  explicit Backoff(KernelCore* core = nullptr) noexcept : core_(core && core->runner_cpu ? core : nullptr) {}
+  ~Backoff() {
+    if (waiting_here_) core_->waiter_cpu.store(-1, std::memory_order_relaxed);
+  }
+  Backoff(const Backoff&) = delete;
+  Backoff& operator=(const Backoff&) = delete;
   void pause() {
+    // After a wake-up Linux often runs the woken kernel thread on the waker's CPU, and
+    // spinning here would hold the CPU the kernel needs until the time slice ends (~80 us per
+    // round trip, for tens of milliseconds, until the load balancer moves one of them).
+    // Sharing a CPU with it, give the CPU away instead (and tell its worker to do the same).
+    if (core_ && n_ >= 32 && (n_ & 31u) == 0) {
+      const int me = sched_getcpu();
+      if (me >= 0 && core_->runner_cpu->load(std::memory_order_relaxed) == me) {
+        if (!waiting_here_) core_->waiter_cpu.store(me, std::memory_order_relaxed);
+        waiting_here_ = true;
+        ++n_;
+        std::this_thread::yield();
+        return;
+      }
+    }
     if (n_ < 2048) {
       ++n_;
     } else if (n_ < 2048 + 64) {
@@ -116,6 +138,8 @@ class Backoff {
   }
 
  private:
+  KernelCore* core_;
+  bool waiting_here_ = false;
   unsigned n_ = 0;
   std::chrono::microseconds step_{2};
 };
@@ -370,7 +394,7 @@ Result<void> KernelCore::wait_send(TypeId type, const void* payload, std::uint32
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + timeout;
   auto next_health = start + kHealthInterval;
-  Backoff backoff;
+  Backoff backoff(this);
   for (bool first = true;; first = false) {
     if (!first) s = try_send_raw(type, payload, size, corr, prio);
     if (s == Status::Ok) return {};
@@ -398,7 +422,7 @@ Result<std::size_t> KernelCore::wait_send_batch(TypeId type, const std::byte* pa
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::size_t sent = 0;
   std::uint32_t checks = 0;
-  Backoff backoff;
+  Backoff backoff(this);
   while (sent < count) {
     const std::size_t n = try_send_batch_raw(type, payloads + sent * size, size, count - sent);
     sent += n;
@@ -422,7 +446,7 @@ Result<void> KernelCore::wait_receive(TypeId type, void* out, std::uint32_t size
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + timeout;
   auto next_health = start + kHealthInterval;
-  Backoff backoff;
+  Backoff backoff(this);
   for (unsigned spins = 0;; ++spins) {
     const Status s = try_receive_raw(type, out, size, env);
     if (s == Status::Ok) return {};
@@ -466,7 +490,7 @@ Result<void> KernelCore::call_raw(TypeId req_type, const void* req, std::uint32_
   // Send with the correlation id (waiting for room within the same deadline).
   if (auto sent = wait_send(req_type, req, req_size, corr, Priority::Normal, timeout); !sent) return sent;
   // Receive until the response with our correlation id; set others aside for receive().
-  Backoff backoff;
+  Backoff backoff(this);
   std::uint32_t checks = 0;
   auto next_health = std::chrono::steady_clock::now() + kHealthInterval;
   for (;;) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <sched.h>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -47,6 +48,8 @@ class CpuWorker {
 
   Doorbell& bell() noexcept { return bell_; }
   bool shared() const noexcept { return !name_.empty(); }
+  /// The CPU this worker's thread last ran on (KernelCore::runner_cpu).
+  const std::atomic<int>& cpu() const noexcept { return cpu_; }
   /// Takes a kernel into the rotation (starts the thread the first time).
   Result<void> add(CpuKernel* k);
   /// A kernel's own worker: whether its thread has finished (joins it then).
@@ -63,6 +66,7 @@ class CpuWorker {
   std::atomic<std::uint64_t> version_{0};
   std::atomic<bool> shutdown_{false};
   std::atomic<bool> finished_{false};
+  std::atomic<int> cpu_{-1};
   std::thread thread_;
 };
 
@@ -131,6 +135,8 @@ class CpuKernel final : public KernelBackend {
   /// After step() said Exited and the worker dropped the kernel: stop() may return now.
   void mark_exited() noexcept;
   bool exited() const noexcept { return exited_.load(std::memory_order_acquire); }
+  /// Whether a host thread waits for this kernel on CPU `cpu` (KernelCore::waiter_cpu).
+  bool host_waits_on(int cpu) const noexcept { return core_.waiter_cpu.load(std::memory_order_relaxed) == cpu; }
 
  private:
   std::shared_ptr<CpuWorker> worker_;  // declared before bell: bell is the worker's doorbell
@@ -304,6 +310,7 @@ CpuKernel::CpuKernel(CpuRuntime& rt, KernelCore& core, std::unique_ptr<CpuProgra
   core.output = RingView{reinterpret_cast<RingIndices*>(out_idx_.get()), out_slots_.get(), o.output_queue_capacity, out_slot};
   core.kernel_doorbell = &bell;
   core.host_doorbell = &host_bell;
+  core.runner_cpu = &worker_->cpu();
   in_ = RingConsumer<>(core.input);
   out_ = RingProducer<>(core.output);
 
@@ -672,12 +679,34 @@ CpuWorker::~CpuWorker() {
   }
 }
 
+namespace {
+/// Moves the calling thread off CPU `cpu` now (to any other CPU it may run on) and gives it
+/// its CPU set back, so the scheduler may later place it anywhere again. Without another
+/// CPU to go to, it yields.
+void leave_cpu(int cpu) noexcept {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_ISSET(cpu, &allowed) && CPU_COUNT(&allowed) > 1) {
+    cpu_set_t elsewhere = allowed;
+    CPU_CLR(cpu, &elsewhere);
+    if (sched_setaffinity(0, sizeof elsewhere, &elsewhere) == 0) {
+      (void)sched_setaffinity(0, sizeof allowed, &allowed);
+      return;
+    }
+  }
+  std::this_thread::yield();
+}
+}  // namespace
+
 void CpuWorker::run() noexcept {
   std::vector<CpuKernel*> ks;
   std::uint64_t seen = ~std::uint64_t{0};
   int idle = 0;
   bool parked = false;  // after a park, wait again without spinning until work arrives
-  for (;;) {
+  int cpu = sched_getcpu();
+  cpu_.store(cpu, std::memory_order_relaxed);
+  for (std::uint32_t round = 0;; ++round) {
+    if ((round & 255u) == 0 && (cpu = sched_getcpu()) != cpu_.load(std::memory_order_relaxed))
+      cpu_.store(cpu, std::memory_order_relaxed);  // the scheduler moved this thread
     if (const std::uint64_t v = version_.load(std::memory_order_acquire); v != seen) {
       std::lock_guard lock(mutex_);
       ks = kernels_;
@@ -714,7 +743,18 @@ void CpuWorker::run() noexcept {
       parked = false;
       continue;
     }
-    if (!parked && ++idle < kSpinBeforePark) continue;
+    if (!parked && ++idle < kSpinBeforePark) {
+      // A host thread waiting for one of these kernels on this very CPU (KernelCore::
+      // waiter_cpu): spinning would keep it from running. Let it run.
+      if ((idle & 63) == 0 && cpu >= 0)
+        for (CpuKernel* k : ks)
+          if (k->host_waits_on(cpu)) {
+            leave_cpu(cpu);
+            cpu_.store(cpu = sched_getcpu(), std::memory_order_relaxed);
+            break;
+          }
+      continue;
+    }
     idle = 0;
     parked = true;
     bell_.wait([&] {
@@ -723,6 +763,7 @@ void CpuWorker::run() noexcept {
         if (k->wants_cpu()) return true;
       return false;
     }, kParkTimeout);
+    cpu_.store(cpu = sched_getcpu(), std::memory_order_relaxed);  // a wake-up may land on another CPU
   }
   finished_.store(true, std::memory_order_release);
 }
