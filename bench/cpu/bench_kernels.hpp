@@ -48,15 +48,27 @@ struct PairResult {
 };
 RK_MESSAGE(PairResult, "bench.PairResult", p50_ns, p99_ns, mean_ns, lost);
 
+/// Round trips in 10 ns bins (up to 40.96 µs; the last bin holds the rest).
+inline constexpr std::uint32_t kLatencyBins = 4096;
+RK_HOST_DEVICE inline void add_sample(std::uint32_t* hist, std::uint64_t ns) {
+  ++hist[ns / 10 < kLatencyBins ? ns / 10 : kLatencyBins - 1];
+}
+/// The sample of rank `rank` (0-based) in the histogram, to the bin's middle.
+RK_HOST_DEVICE inline std::uint64_t quantile_ns(const std::uint32_t* hist, std::uint64_t rank) {
+  std::uint64_t seen = 0;
+  for (std::uint32_t b = 0; b < kLatencyBins; ++b)
+    if ((seen += hist[b]) > rank) return std::uint64_t{b} * 10 + 5;
+  return std::uint64_t{kLatencyBins} * 10;
+}
+
 /// Sends a Ping over route 0 and pulls the Pong back, `rounds` times (K2KDelivery::Pull);
 /// each round trip goes into a histogram of 10 ns bins, reduced to p50 / p99.
 struct PairPinger {
   using Request = PairRun;
   using Response = PairResult;
-  static constexpr std::uint32_t kBins = 4096;  // 10 ns each: up to 40.96 µs, the last bin holds the rest
   RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const PairRun& in, PairResult& out) const {
     if (ctx.thread_id() != 0) return false;
-    std::uint32_t hist[kBins] = {};
+    std::uint32_t hist[kLatencyBins] = {};
     const std::uint32_t dest = ctx.k2k_route(0);
     std::uint64_t sum = 0, lost = 0;
     for (std::uint64_t i = 0; i < in.rounds; ++i) {
@@ -73,16 +85,10 @@ struct PairPinger {
       }
       const std::uint64_t rt = clock_ns() - t0;
       sum += rt;
-      ++hist[rt / 10 < kBins ? rt / 10 : kBins - 1];
+      add_sample(hist, rt);
     }
-    auto quantile = [&](std::uint64_t rank) {
-      std::uint64_t seen = 0;
-      for (std::uint32_t b = 0; b < kBins; ++b)
-        if ((seen += hist[b]) > rank) return std::uint64_t{b} * 10 + 5;
-      return std::uint64_t{kBins} * 10;
-    };
     const std::uint64_t n = in.rounds - lost;
-    out = PairResult{n ? quantile(n / 2) : 0, n ? quantile(n * 99 / 100) : 0, n ? sum / n : 0, lost};
+    out = PairResult{n ? quantile_ns(hist, n / 2) : 0, n ? quantile_ns(hist, n * 99 / 100) : 0, n ? sum / n : 0, lost};
     return true;
   }
 };
@@ -112,7 +118,7 @@ struct Volley {
 RK_MESSAGE(Volley, "bench.Volley", op, reserved, left, sent_ns, reserved2);
 
 struct VolleyState {
-  std::uint32_t hist[PairPinger::kBins];  ///< round trips in 10 ns bins
+  std::uint32_t hist[kLatencyBins];  ///< round trips (add_sample)
   std::uint64_t sum;
   std::uint64_t n;
 };
@@ -127,21 +133,19 @@ struct VolleyPinger {
     if (ctx.thread_id() != 0) return false;
     const std::uint64_t now = clock_ns();
     if (in.op == kServe) {
-      for (std::uint32_t b = 0; b < PairPinger::kBins; ++b) s.hist[b] = 0;
+      for (std::uint32_t b = 0; b < kLatencyBins; ++b) s.hist[b] = 0;
       s.sum = s.n = 0;
+      if (in.left == 0) {
+        out = PairResult{0, 0, 0, 0};  // nothing to play
+        return true;
+      }
     } else {
       const std::uint64_t rt = now - in.sent_ns;
       s.sum += rt;
       ++s.n;
-      ++s.hist[rt / 10 < PairPinger::kBins ? rt / 10 : PairPinger::kBins - 1];
+      add_sample(s.hist, rt);
       if (in.left == 0) {
-        auto quantile = [&](std::uint64_t rank) {
-          std::uint64_t seen = 0;
-          for (std::uint32_t b = 0; b < PairPinger::kBins; ++b)
-            if ((seen += s.hist[b]) > rank) return std::uint64_t{b} * 10 + 5;
-          return std::uint64_t{PairPinger::kBins} * 10;
-        };
-        out = PairResult{quantile(s.n / 2), quantile(s.n * 99 / 100), s.sum / s.n, 0};
+        out = PairResult{quantile_ns(s.hist, s.n / 2), quantile_ns(s.hist, s.n * 99 / 100), s.sum / s.n, 0};
         return true;
       }
     }

@@ -8,11 +8,12 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
-#include <sched.h>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <sched.h>
 
 #include "../core/runtime_core.hpp"
 #include "fiber.hpp"
@@ -134,7 +135,6 @@ class CpuKernel final : public KernelBackend {
   bool wants_cpu() const noexcept;
   /// After step() said Exited and the worker dropped the kernel: stop() may return now.
   void mark_exited() noexcept;
-  bool exited() const noexcept { return exited_.load(std::memory_order_acquire); }
   /// Whether a host thread waits for this kernel on CPU `cpu` (KernelCore::waiter_cpu).
   bool host_waits_on(int cpu) const noexcept { return core_.waiter_cpu.load(std::memory_order_relaxed) == cpu; }
 

@@ -1,7 +1,6 @@
 // One test body for every backend: each TEST_P runs on CPU, CUDA and Vulkan; a backend
 // that is not available here skips with the reason availability() gives.
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +12,8 @@
 #include "showcase.hpp"
 #include "test_kernels.hpp"
 #include <ringkernel/pubsub.hpp>
+
+#include "../support/cpu_time.hpp"
 
 using namespace ringkernel;
 using namespace std::chrono_literals;
@@ -73,12 +74,6 @@ auto eventually(F read, decltype(read()) want) {
     v = read();
   }
   return v;
-}
-
-double process_cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
 }
 
 }  // namespace
@@ -831,9 +826,9 @@ TEST_P(BackendTest, dozens_of_kernels_run_at_once_and_park_when_idle) {
   for (int i = 0; i < kKernels; ++i) EXPECT_EQ(ks[i].receive<Reply>(10s).value().value, 2 * i + 1);
   if (GetParam() == Backend::Cpu) {
     std::this_thread::sleep_for(200ms);  // let every kernel reach its parked state
-    const double c0 = process_cpu_seconds();
+    const double c0 = rktest::process_cpu_seconds();
     std::this_thread::sleep_for(500ms);
-    const double used = process_cpu_seconds() - c0;
+    const double used = rktest::process_cpu_seconds() - c0;
     EXPECT_LT(used, 0.25) << kKernels << " idle kernels used " << used << " s of CPU in 0.5 s";
   }
   EXPECT_EQ(rt_->kernels().size(), static_cast<std::size_t>(kKernels));

@@ -1,7 +1,6 @@
 // LaunchOptions::cpu_worker: kernels sharing one OS thread on the CPU backend.
 #include <gtest/gtest.h>
 #include <sched.h>
-#include <sys/resource.h>
 
 #include <chrono>
 #include <functional>
@@ -10,6 +9,8 @@
 #include <vector>
 
 #include <ringkernel/ringkernel.hpp>
+
+#include "../support/cpu_time.hpp"
 
 using namespace ringkernel;
 using namespace std::chrono_literals;
@@ -103,11 +104,6 @@ std::uint64_t thread_of(KernelHandle& k, std::uint64_t seq) {
   EXPECT_EQ(r->seq, seq);
   return r->thread;
 }
-double process_cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
-}
 }  // namespace
 
 TEST(CpuWorkers, kernels_naming_one_worker_share_its_thread_and_each_answers) {
@@ -163,9 +159,9 @@ TEST(CpuWorkers, an_idle_shared_worker_parks) {
   for (int i = 0; i < 16; ++i) ks.push_back(rt.launch("wtest.who", on("idle", numbered("k", i))).value());
   for (std::uint64_t i = 0; i < ks.size(); ++i) (void)thread_of(ks[i], i);
   std::this_thread::sleep_for(200ms);  // past the spin phase
-  const double c0 = process_cpu_seconds();
+  const double c0 = rktest::process_cpu_seconds();
   std::this_thread::sleep_for(500ms);
-  const double used = process_cpu_seconds() - c0;
+  const double used = rktest::process_cpu_seconds() - c0;
   EXPECT_LT(used, 0.1) << "an idle shared worker used " << used << " s of CPU in 0.5 s";
   EXPECT_EQ(thread_of(ks[3], 99), thread_of(ks[0], 98));  // and wakes for work
 }
