@@ -275,6 +275,36 @@ TEST_P(BackendTest, a_k2k_batch_arrives_whole_and_in_order_or_not_at_all) {
   EXPECT_EQ(eventually([&] { return fwd.metrics().telemetry.raw.k2k_sent; }, std::uint64_t{16}), std::uint64_t{16});
 }
 
+TEST_P(BackendTest, k2k_from_every_thread_of_a_parallel_block_arrives_exactly_once) {
+  // 128 threads (four warps on a GPU) of one block send to the same route at once, through
+  // a route smaller than the run, so claims race and the route fills.
+  KernelHandle fwd = launch("test.spread_forwarder", LaunchOptions{.mode = KernelMode::Parallel, .block_size = 128,
+                                                                   .enable_k2k = true, .k2k_queue_capacity = 256});
+  KernelHandle sink = launch("test.sink", LaunchOptions{.block_size = 1, .output_queue_capacity = 4096, .enable_k2k = true});
+  ASSERT_TRUE(rt_->connect(fwd, sink).ok());
+  constexpr int kN = 3000;
+  std::vector<Item> items;
+  for (int i = 0; i < kN; ++i) items.push_back(Item{static_cast<std::uint64_t>(i), i});
+  for (std::size_t sent = 0; sent < items.size();) {
+    auto r = fwd.send_batch(std::span<const Item>(items.data() + sent, items.size() - sent));
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    sent += *r;
+  }
+  std::vector<int> seen(kN, 0);
+  for (int i = 0; i < kN; ++i) {
+    const auto r = sink.receive<Reply>(10s);
+    ASSERT_TRUE(r.ok()) << "after " << i << " of " << kN << ": " << r.error().what();
+    ASSERT_EQ(r->source, fwd.slot() + 1);
+    ASSERT_GE(r->value, 1000);
+    ASSERT_LT(r->value, 1000 + kN);
+    ++seen[static_cast<std::size_t>(r->value - 1000)];
+  }
+  for (int i = 0; i < kN; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], 1) << "message " << i;
+  std::this_thread::sleep_for(20ms);
+  Reply extra{};
+  EXPECT_EQ(sink.try_receive(extra), Status::QueueEmpty);
+}
+
 TEST_P(BackendTest, k2k_fan_in_from_two_kernels_keeps_order_per_sender) {
   const LaunchOptions o{.block_size = 1, .enable_k2k = true};
   LaunchOptions o1 = o, o2 = o;

@@ -8,6 +8,7 @@ RK_KERNEL("test.barrier_in_parallel", rktest::BarrierInParallel);
 RK_KERNEL("test.forwarder", rktest::Forwarder);
 RK_KERNEL("test.batch_forwarder", rktest::BatchForwarder);
 RK_KERNEL("test.sink", rktest::Sink);
+RK_KERNEL("test.spread_forwarder", rktest::SpreadForwarder);
 RK_KERNEL("test.puller", rktest::Puller);
 RK_KERNEL("test.pusher", rktest::Pusher);
 RK_KERNEL("test.clock", rktest::Clock);

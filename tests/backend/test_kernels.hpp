@@ -140,6 +140,17 @@ struct BatchForwarder {
   }
 };
 
+/// Parallel mode: every thread forwards its message to route 0, retrying while the route
+/// is full (the warps of a block claim the one route at the same time).
+struct SpreadForwarder {
+  using Request = Item;
+  using Response = void;
+  RK_HOST_DEVICE void operator()(RingContext& ctx, NoState&, const Item& in) const {
+    while (ctx.k2k_send(ctx.k2k_route(0), in) == Status::QueueFull) {
+    }
+  }
+};
+
 /// Reports every K2K message it gets (value + 1000), and host messages as they are.
 struct Sink {
   using Request = Item;

@@ -196,8 +196,10 @@ __device__ inline bool dev_route_from_table(const DeviceKernel* dk, std::uint32_
 
 /// Claims `total` positions of a device K2K ring for the lanes in `peers` (lane `offset`
 /// positions into the run) and sends this lane's `n` messages (`size` bytes each, back to
-/// back at `payload`): one lane claims the run with one CAS on the ring's claim word and
-/// takes its HLC stamps with one tick, every lane writes its slots, and the run is
+/// back at `payload`): one lane claims the run with one CAS (on the block's claim word in
+/// shared memory when the kernel is one block, so the ring has no other producer; else on
+/// the ring's claim word) and takes its HLC stamps with one tick, every lane writes its
+/// slots, and the run is
 /// published with one fence and one store of the tail, in claim order (a run waits until
 /// every earlier claim is published). The consumer still sees single-writer head/tail
 /// words. `hint` (a cached route's RouteHint, or null) lets a block that is the ring's only
@@ -216,53 +218,87 @@ __device__ inline Status dev_k2k_run(const DeviceKernel* dk, const BlockShared* 
     unsigned long long* claim = reinterpret_cast<unsigned long long*>(&ix->claim);
     bool claimed = false;
     std::uint64_t c = 0, head = 0;
-    if (hint) {  // fast path: the block's own view of the ring, one CAS
-      // Relaxed reads of the hints; the CTA fence after the CAS completes the acquire
-      // pattern before any slot is written (hints are stored after a fence).
-      c = shared_volatile_load64(&hint->claim);
-      head = shared_volatile_load64(&hint->head);
-      const std::uint64_t published = shared_volatile_load64(&hint->tail);
-      if (c + total - head <= v.capacity) {
-        const unsigned long long seen = global_cas64(claim, c, c + total);
-        claimed = seen == c;
-        if (claimed) {
-          base = c;
-          in_order = published == c;  // this block published up to c, and nobody claimed since
-          asm volatile("fence.acq_rel.cta;" ::: "memory");
-        }
-      }
-    }
-    if (!claimed) {
-      // claim and tail (relaxed) and head (acquire, issued last so all three are in flight
-      // together: one L2 round trip), then one CAS per attempt.
-      c = load_relaxed<Scope::Device>(&ix->claim);
-      std::uint64_t tail = load_relaxed<Scope::Device>(&ix->tail);
-      head = load_acquire<Scope::Device>(&ix->head);
+    if (hint && dk->grid_size == 1) {
+      // The kernel is one block, so this block is the ring's only producer: the claim word
+      // that counts is the hint's, in shared memory (a shared CAS, not a round trip to L2).
+      // A ring used before this block cached the route starts from the ring's claim word.
+      if (shared_volatile_load64(&hint->claim) == 0) (void)shared_cas64(&hint->claim, 0, load_relaxed<Scope::Device>(&ix->claim));
       for (;;) {
+        c = shared_volatile_load64(&hint->claim);
+        head = shared_volatile_load64(&hint->head);
+        const std::uint64_t published = shared_volatile_load64(&hint->tail);
         if (c + total - head > v.capacity) {
-          // Full, or a consumer that is gone: told apart only here, off the fast path.
-          status = static_cast<unsigned>(load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed
-                                                                                                 : Status::QueueFull);
-          break;
+          // Looks full: refresh the consumer's head (acquire), share it (release), look again.
+          head = load_acquire<Scope::Device>(&ix->head);
+          asm volatile("fence.acq_rel.cta;" ::: "memory");
+          shared_volatile_store64(&hint->head, head);
+          if (c + total - head > v.capacity) {
+            status = static_cast<unsigned>(load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed
+                                                                                                  : Status::QueueFull);
+            break;
+          }
         }
-        const unsigned long long seen = global_cas64(claim, c, c + total);
-        if (seen == c) {
+        if (shared_cas64(&hint->claim, c, c + total) == c) {
           base = c;
-          in_order = tail == c;  // nobody before us is still writing
+          in_order = published == c;  // this block published up to c: nothing before us is unwritten
+          claimed = true;
+          // Acquire for the relaxed hint reads above (their writers fenced before storing).
+          asm volatile("fence.acq_rel.cta;" ::: "memory");
+          // The ring's own word follows, for anyone who looks (not on any claim path here).
+          asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(claim), "l"(c + total) : "memory");
           break;
         }
-        c = seen;
-        tail = load_relaxed<Scope::Device>(&ix->tail);
+      }
+      if (claimed) stamp = dev_hlc_tick(dk, bs, total);  // the run's stamps: stamp .. stamp + total - 1
+    } else {  // several blocks may produce into the ring: its claim word in L2 decides
+      if (hint) {  // fast path: the block's own view of the ring, one CAS
+        // Relaxed reads of the hints; the CTA fence after the CAS completes the acquire
+        // pattern before any slot is written (hints are stored after a fence).
+        c = shared_volatile_load64(&hint->claim);
+        head = shared_volatile_load64(&hint->head);
+        const std::uint64_t published = shared_volatile_load64(&hint->tail);
+        if (c + total - head <= v.capacity) {
+          const unsigned long long seen = global_cas64(claim, c, c + total);
+          claimed = seen == c;
+          if (claimed) {
+            base = c;
+            in_order = published == c;  // this block published up to c, and nobody claimed since
+            asm volatile("fence.acq_rel.cta;" ::: "memory");
+          }
+        }
+      }
+      if (!claimed) {
+        // claim and tail (relaxed) and head (acquire, issued last so all three are in flight
+        // together: one L2 round trip), then one CAS per attempt.
+        c = load_relaxed<Scope::Device>(&ix->claim);
+        std::uint64_t tail = load_relaxed<Scope::Device>(&ix->tail);
         head = load_acquire<Scope::Device>(&ix->head);
+        for (;;) {
+          if (c + total - head > v.capacity) {
+            // Full, or a consumer that is gone: told apart only here, off the fast path.
+            status = static_cast<unsigned>(load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed
+                                                                                                   : Status::QueueFull);
+            break;
+          }
+          const unsigned long long seen = global_cas64(claim, c, c + total);
+          if (seen == c) {
+            base = c;
+            in_order = tail == c;  // nobody before us is still writing
+            break;
+          }
+          c = seen;
+          tail = load_relaxed<Scope::Device>(&ix->tail);
+          head = load_acquire<Scope::Device>(&ix->head);
+        }
+        if (hint) {  // off the fast path: a release (fence, then the store)
+          asm volatile("fence.acq_rel.cta;" ::: "memory");
+          shared_volatile_store64(&hint->head, head);
+        }
       }
-      if (hint) {  // off the fast path: a release (fence, then the store)
-        asm volatile("fence.acq_rel.cta;" ::: "memory");
-        shared_volatile_store64(&hint->head, head);
+      if (status == static_cast<unsigned>(Status::Ok)) {
+        if (hint) shared_volatile_store64(&hint->claim, base + total);
+        stamp = dev_hlc_tick(dk, bs, total);  // the run's stamps: stamp .. stamp + total - 1
       }
-    }
-    if (status == static_cast<unsigned>(Status::Ok)) {
-      if (hint) shared_volatile_store64(&hint->claim, base + total);
-      stamp = dev_hlc_tick(dk, bs, total);  // the run's stamps: stamp .. stamp + total - 1
     }
   }
   if (!alone) {  // share the claim with the run's other lanes (a lone sender has it already)
