@@ -3,6 +3,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -26,12 +27,18 @@ bool asymmetric_barriers() noexcept {
 }
 
 void heavy_barrier() noexcept {
-  if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
-    // Registered at start-up, so the kernel cannot refuse it now; if it did, the light
-    // sides of every Dekker pair would be unsound. Stop rather than lose a wake-up.
-    std::fputs("ringkernel: membarrier(PRIVATE_EXPEDITED) failed after registration\n", stderr);
-    std::terminate();
-  }
+  if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+  // Refused (EPERM): a process that does not carry the registration, e.g. a child after
+  // fork(). Register again; failing that, the global command gives the same guarantee
+  // (every running thread passes a barrier), only more slowly.
+  if (errno == EPERM && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+      syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+    return;
+  if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0) return;
+  // The light sides of every Dekker pair rely on this barrier: stop rather than lose a
+  // wake-up or let two threads into a lock.
+  std::fputs("ringkernel: membarrier failed after registration\n", stderr);
+  std::terminate();
 }
 
 void BiasedLock::lock_slow() noexcept {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
@@ -102,4 +103,14 @@ TEST(Doorbell, a_sleeper_never_misses_work_published_while_it_goes_to_sleep) {
     consumer.join();
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s) << "asymmetric " << asymmetric;
   });
+}
+
+TEST(AsymmetricBarriers, a_forked_child_can_still_issue_the_heavy_barrier) {
+  if (!detail::asymmetric_barriers()) GTEST_SKIP() << "membarrier(PRIVATE_EXPEDITED) unavailable here";
+  EXPECT_EXIT(
+      {
+        detail::heavy_barrier();
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
