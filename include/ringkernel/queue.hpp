@@ -267,8 +267,9 @@ inline AlignedBytes make_aligned_bytes(std::size_t n, std::size_t align) {
 /// pays two cross-core line transfers per message (the index line, then the slot's); this
 /// one pays the slot's alone (bench/RESULTS.md, "SPSC one at a time"). The producer still
 /// keeps a cached copy of the consumer's index and refreshes it only when the queue looks
-/// full; each side writes only its own words. The shared indices (RingIndices) are kept for
-/// stats(): the producer stores its tail after each push, on a line only stats() and a
+/// full; each side writes only its own words. The indices are the byte ring's endpoints
+/// (RingProducer / RingConsumer over the cells), kept for room and for stats(): the
+/// producer stores its tail after each push, on a line only stats() and a
 /// max-depth sample (once per 4,096 pops) read. Batches cost the same per message as single
 /// calls on the consumer's side; with 64-byte elements the cells are 72 bytes, so batch
 /// throughput is ~15 % below the index-only byte ring (bench/RESULTS.md).
@@ -285,147 +286,125 @@ class SpscQueue {
   explicit SpscQueue(std::size_t capacity) {
     std::size_t cap = 2;
     while (cap < capacity) cap <<= 1;
-    capacity_ = cap;
     indices_ = detail::make_aligned_bytes(sizeof(RingIndices), kIndexAlign);
     storage_ = detail::make_aligned_bytes(cap * sizeof(Cell), std::max<std::size_t>(alignof(Cell), 64));
-    view_.indices = reinterpret_cast<RingIndices*>(indices_.get());
-    view_.capacity = static_cast<std::uint32_t>(cap);
-    view_.slot_size = sizeof(Cell);
     cells_ = reinterpret_cast<Cell*>(storage_.get());
     for (std::size_t i = 0; i < cap; ++i) ::new (static_cast<void*>(&cells_[i].seq)) std::atomic<std::uint64_t>(0);
+    view_.indices = reinterpret_cast<RingIndices*>(indices_.get());
+    view_.slots = storage_.get();
+    view_.capacity = static_cast<std::uint32_t>(cap);
+    view_.slot_size = sizeof(Cell);
+    producer_ = RingProducer<>(view_);
+    consumer_ = RingConsumer<>(view_);
   }
   SpscQueue(const SpscQueue&) = delete;
   SpscQueue& operator=(const SpscQueue&) = delete;
   ~SpscQueue() {
     if constexpr (!std::is_trivially_destructible_v<T>) {
-      for (std::uint64_t pos = c_.head; ready(pos); ++pos) value(pos)->~T();
+      for (std::uint64_t pos = consumer_.position(); ready(pos); ++pos) value(pos)->~T();
     }
   }
 
   // -- producer thread ------------------------------------------------------------------
   template <class... Args>
   Status try_emplace(Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args...>) {
-    if (room(1) == 0) return Status::QueueFull;
-    write(std::forward<Args>(args)...);
-    store_release(&view_.indices->tail, p_.tail);  // for stats() only
+    if (producer_.reserve(1) == 0) return Status::QueueFull;
+    write(producer_.position(), std::forward<Args>(args)...);
+    producer_.publish(1);  // the shared tail: for stats() only
     return Status::Ok;
   }
   Status try_push(const T& v) noexcept(std::is_nothrow_copy_constructible_v<T>) { return try_emplace(v); }
   Status try_push(T&& v) noexcept { return try_emplace(std::move(v)); }
   /// Pushes as many of `items` as fit. Returns how many were pushed.
   std::size_t try_push_batch(std::span<const T> items) noexcept(std::is_nothrow_copy_constructible_v<T>) {
-    const std::uint64_t n = room(items.size());
+    const std::uint32_t n = producer_.reserve(static_cast<std::uint32_t>(std::min<std::size_t>(items.size(), view_.capacity)));
+    const std::uint64_t t = producer_.position();
+    std::uint32_t i = 0;
     if constexpr (std::is_nothrow_copy_constructible_v<T>) {
-      const std::uint64_t t = p_.tail, mask = capacity_ - 1;  // locals: each release store
-      Cell* const cells = cells_;                              // would reload the members
-      for (std::uint64_t i = 0; i < n; ++i) {
-        Cell& c = cells[(t + i) & mask];
-        ::new (static_cast<void*>(c.storage)) T(items[i]);
-        c.seq.store(t + i + 1, std::memory_order_release);
-      }
-      p_.tail = t + n;
+      for (; i < n; ++i) write(t + i, items[i]);
     } else {
       try {
-        for (std::uint64_t i = 0; i < n; ++i) write(items[i]);
+        for (; i < n; ++i) write(t + i, items[i]);
       } catch (...) {  // a throwing copy: the elements before it are in the queue
-        store_release(&view_.indices->tail, p_.tail);
+        if (i) producer_.publish(i);
         throw;
       }
     }
-    if (n) store_release(&view_.indices->tail, p_.tail);  // for stats() only
-    return static_cast<std::size_t>(n);
+    if (n) producer_.publish(n);
+    return n;
   }
   /// Under a drop policy: push, or count the message as dropped when full.
   Status push_or_drop(const T& v) noexcept {
     const Status s = try_push(v);
-    if (s == Status::QueueFull) store_relaxed(&view_.indices->dropped, ++p_.dropped);
+    if (s == Status::QueueFull) producer_.count_drop();
     return s;
   }
   /// Blocks until there is room or `timeout` passes (Status::Timeout; nothing written).
   Status push(const T& v, std::chrono::nanoseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    if (!detail::wait_until([&] { return room(1) != 0; }, deadline)) return Status::Timeout;
+    if (!detail::wait_until([&] { return producer_.reserve(1) != 0; }, deadline)) return Status::Timeout;
     return try_push(v);
   }
 
   // -- consumer thread ------------------------------------------------------------------
   Status try_pop(T& out) noexcept {
-    if (!ready(c_.head)) return Status::QueueEmpty;
-    take(out, c_.head);
-    release(1);
+    const std::uint64_t h = consumer_.position();
+    if (!ready(h)) return Status::QueueEmpty;
+    take(out, h);
+    release(h, 1);
     return Status::Ok;
   }
   /// Pops up to out.size() elements, releasing the cells once. Returns how many.
   std::size_t try_pop_batch(std::span<T> out) noexcept {
-    const std::uint64_t h = c_.head, mask = capacity_ - 1;  // locals: each acquire below
-    Cell* const cells = cells_;                              // would reload the members
+    const std::uint64_t h = consumer_.position();
     std::size_t n = 0;
-    for (; n < out.size(); ++n) {
-      Cell& c = cells[(h + n) & mask];
-      if (c.seq.load(std::memory_order_acquire) != h + n + 1) break;  // pairs with write()
-      T* p = std::launder(reinterpret_cast<T*>(c.storage));
-      out[n] = std::move(*p);
-      p->~T();
+    while (n < out.size() && ready(h + n)) {
+      take(out[n], h + n);
+      ++n;
     }
-    if (n) release(n);
+    if (n) release(h, static_cast<std::uint32_t>(n));
     return n;
   }
   /// Blocks until an element arrives or `timeout` passes (Status::Timeout).
   Status pop(T& out, std::chrono::nanoseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    if (!detail::wait_until([&] { return ready(c_.head); }, deadline)) return Status::Timeout;
+    if (!detail::wait_until([&] { return ready(consumer_.position()); }, deadline)) return Status::Timeout;
     return try_pop(out);
   }
 
   // -- any thread -----------------------------------------------------------------------
   QueueStats stats() const noexcept { return view_.stats(); }
-  std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t capacity() const noexcept { return view_.capacity; }
   std::size_t size_guess() const noexcept { return stats().depth; }
 
  private:
-  T* value(std::uint64_t pos) const noexcept {
-    return std::launder(reinterpret_cast<T*>(cells_[pos & (capacity_ - 1)].storage));
-  }
-  // Producer: up to `want` free cells; the consumer's index is read only when the cached
-  // copy says there are fewer (acquire: its reads of those cells are done).
-  std::uint64_t room(std::uint64_t want) noexcept {
-    std::uint64_t free = capacity_ - (p_.tail - p_.head_cache);
-    if (free < want) {
-      p_.head_cache = load_acquire(&view_.indices->head);  // pairs with release()
-      free = capacity_ - (p_.tail - p_.head_cache);
-    }
-    return free < want ? free : want;
-  }
-  // Constructs the element at p_.tail; the release store of its sequence word hands it over
-  // (pairs with ready()).
+  Cell& cell(std::uint64_t pos) const noexcept { return cells_[pos & (view_.capacity - 1)]; }
+  T* value(std::uint64_t pos) const noexcept { return std::launder(reinterpret_cast<T*>(cell(pos).storage)); }
+  // Producer: constructs the element at `pos`; the release store of its sequence word hands
+  // it over (pairs with ready()).
   template <class... Args>
-  void write(Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args...>) {
-    Cell& c = cells_[p_.tail & (capacity_ - 1)];
+  void write(std::uint64_t pos, Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args...>) {
+    Cell& c = cell(pos);
     ::new (static_cast<void*>(c.storage)) T(std::forward<Args>(args)...);
-    c.seq.store(++p_.tail, std::memory_order_release);
+    c.seq.store(pos + 1, std::memory_order_release);
   }
   // Consumer.
   bool ready(std::uint64_t pos) const noexcept {
-    return cells_[pos & (capacity_ - 1)].seq.load(std::memory_order_acquire) == pos + 1;  // pairs with publish()
+    return cell(pos).seq.load(std::memory_order_acquire) == pos + 1;  // pairs with write()
   }
   void take(T& out, std::uint64_t pos) noexcept {
     T* p = value(pos);
     out = std::move(*p);
     p->~T();
   }
-  void release(std::size_t n) noexcept {
-    // max_depth samples the producer's published index once per 4,096 positions (and at the
-    // first): that line is the one this layout keeps off the consumer's path. Read every
-    // 64th pop, it took one-at-a-time throughput from ~120 to ~35 M msg/s in the benchmark.
-    if ((c_.head & kDepthSample) == 0 || ((c_.head ^ (c_.head + n)) & ~kDepthSample) != 0) {
-      const std::uint64_t depth = load_relaxed(&view_.indices->tail) - c_.head;
-      if (depth > c_.max_depth) {
-        c_.max_depth = depth;
-        store_relaxed(&view_.indices->max_depth, depth);
-      }
-    }
-    c_.head += n;
-    store_release(&view_.indices->head, c_.head);  // pairs with room()
+  // Gives `n` cells from position `h` back (the consumer's index, release: pairs with the
+  // producer's reserve()). max_depth samples the producer's published tail once per 4,096
+  // positions (and at the first) through RingConsumer::available(): that line is the one this
+  // layout keeps off the consumer's path; read every 64th pop, it took one-at-a-time
+  // throughput from ~120 to ~35 M msg/s in the benchmark.
+  void release(std::uint64_t h, std::uint32_t n) noexcept {
+    if ((h & kDepthSample) == 0 || ((h ^ (h + n)) & ~kDepthSample) != 0) (void)consumer_.available(~0u);
+    consumer_.release(n);
   }
   static constexpr std::uint64_t kDepthSample = 4095;
 
@@ -433,13 +412,8 @@ class SpscQueue {
   detail::AlignedBytes storage_;
   RingView view_{};
   Cell* cells_ = nullptr;
-  std::size_t capacity_ = 0;
-  struct alignas(kIndexAlign) Producer {  // touched by the producer thread only
-    std::uint64_t tail = 0, head_cache = 0, dropped = 0;
-  } p_;
-  struct alignas(kIndexAlign) Consumer {  // touched by the consumer thread only
-    std::uint64_t head = 0, max_depth = 0;
-  } c_;
+  alignas(kIndexAlign) RingProducer<> producer_;  // touched by the producer thread only
+  alignas(kIndexAlign) RingConsumer<> consumer_;  // touched by the consumer thread only
 };
 
 /// Bounded multi-producer / single-consumer queue of T between host threads: per-slot

@@ -526,10 +526,11 @@ void CpuKernel::flush_output() noexcept {
 
 bool CpuKernel::wants_cpu() const noexcept {
   const ControlBlock* c = exec.control;
-  if (load_acquire(&c->should_terminate) != 0 || load_acquire(&c->is_active) != load_acquire(&c->acked_active) ||
+  const std::uint32_t active = load_acquire(&c->is_active);
+  if (load_acquire(&c->should_terminate) != 0 || active != load_acquire(&c->acked_active) ||
       actor_cmd_.load(std::memory_order_acquire) != actor_last_cmd_)
     return true;
-  if (load_acquire(&c->is_active) == 0) return false;  // deactivated: input waits
+  if (active == 0) return false;  // deactivated: input waits
   if (load_acquire(&core_.input.indices->tail) != in_.position()) return true;
   if (!pull_mode_) {
     const std::uint32_t n = in_route_count_.load(std::memory_order_acquire);
@@ -702,15 +703,21 @@ void CpuWorker::run() noexcept {
   std::uint64_t seen = ~std::uint64_t{0};
   int idle = 0;
   bool parked = false;  // after a park, wait again without spinning until work arrives
-  int cpu = sched_getcpu();
-  cpu_.store(cpu, std::memory_order_relaxed);
+  int cpu = -1;
+  // The CPU this thread runs on, for KernelCore::runner_cpu: at the start, every 256 rounds
+  // (the scheduler may move the thread), after leaving a CPU and after each park.
+  auto note_cpu = [&] {
+    if ((cpu = sched_getcpu()) != cpu_.load(std::memory_order_relaxed)) cpu_.store(cpu, std::memory_order_relaxed);
+  };
+  auto take_rotation = [&] {  // mutex_ held
+    ks = kernels_;
+    seen = version_.load(std::memory_order_relaxed);
+  };
   for (std::uint32_t round = 0;; ++round) {
-    if ((round & 255u) == 0 && (cpu = sched_getcpu()) != cpu_.load(std::memory_order_relaxed))
-      cpu_.store(cpu, std::memory_order_relaxed);  // the scheduler moved this thread
-    if (const std::uint64_t v = version_.load(std::memory_order_acquire); v != seen) {
+    if ((round & 255u) == 0) note_cpu();
+    if (version_.load(std::memory_order_acquire) != seen) {
       std::lock_guard lock(mutex_);
-      ks = kernels_;
-      seen = version_.load(std::memory_order_relaxed);
+      take_rotation();
     }
     if (ks.empty()) {
       if (!shared() || shutdown_.load(std::memory_order_acquire)) break;
@@ -731,8 +738,7 @@ void CpuWorker::run() noexcept {
         std::lock_guard lock(mutex_);
         kernels_.erase(std::find(kernels_.begin(), kernels_.end(), gone));
         version_.fetch_add(1, std::memory_order_release);
-        ks = kernels_;
-        seen = version_.load(std::memory_order_relaxed);
+        take_rotation();
       }
       gone->mark_exited();  // last touch: its owner may free it from here on
       worked = true;
@@ -750,7 +756,7 @@ void CpuWorker::run() noexcept {
         for (CpuKernel* k : ks)
           if (k->host_waits_on(cpu)) {
             leave_cpu(cpu);
-            cpu_.store(cpu = sched_getcpu(), std::memory_order_relaxed);
+            note_cpu();
             break;
           }
       continue;
@@ -763,7 +769,7 @@ void CpuWorker::run() noexcept {
         if (k->wants_cpu()) return true;
       return false;
     }, kParkTimeout);
-    cpu_.store(cpu = sched_getcpu(), std::memory_order_relaxed);  // a wake-up may land on another CPU
+    note_cpu();  // a wake-up may land on another CPU
   }
   finished_.store(true, std::memory_order_release);
 }

@@ -194,6 +194,11 @@ __device__ inline bool dev_route_from_table(const DeviceKernel* dk, std::uint32_
   return true;
 }
 
+/// Why a K2K ring has no room: its consumer is gone, or it is full (off the fast path).
+__device__ inline Status dev_full_status(const RingIndices* ix) {
+  return load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed : Status::QueueFull;
+}
+
 /// Claims `total` positions of a device K2K ring for the lanes in `peers` (lane `offset`
 /// positions into the run) and sends this lane's `n` messages (`size` bytes each, back to
 /// back at `payload`): one lane claims the run with one CAS (on the block's claim word in
@@ -233,8 +238,7 @@ __device__ inline Status dev_k2k_run(const DeviceKernel* dk, const BlockShared* 
           asm volatile("fence.acq_rel.cta;" ::: "memory");
           shared_volatile_store64(&hint->head, head);
           if (c + total - head > v.capacity) {
-            status = static_cast<unsigned>(load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed
-                                                                                                  : Status::QueueFull);
+            status = static_cast<unsigned>(dev_full_status(ix));
             break;
           }
         }
@@ -276,8 +280,7 @@ __device__ inline Status dev_k2k_run(const DeviceKernel* dk, const BlockShared* 
         for (;;) {
           if (c + total - head > v.capacity) {
             // Full, or a consumer that is gone: told apart only here, off the fast path.
-            status = static_cast<unsigned>(load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed
-                                                                                                   : Status::QueueFull);
+            status = static_cast<unsigned>(dev_full_status(ix));
             break;
           }
           const unsigned long long seen = global_cas64(claim, c, c + total);
