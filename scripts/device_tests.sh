@@ -26,7 +26,7 @@ run kernel_to_kernel 60 "$B/examples/kernel_to_kernel"
 run request_response 60 "$B/examples/request_response"
 if [ "${RK_SANITIZE:-1}" = 1 ]; then
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-SUBSET='*an_actor_answers*/Cuda:*block_threads_cooperate*/Cuda:*parallel_mode_spreads*/Cuda:*call_matches*/Cuda:*state_persists*/Cuda:*faulted*/Cuda:*large_payloads*/Cuda'
+SUBSET='*an_actor_answers*/Cuda:*wide_block*/Cuda:*block_threads_cooperate*/Cuda:*parallel_mode_spreads*/Cuda:*call_matches*/Cuda:*state_persists*/Cuda:*faulted*/Cuda:*large_payloads*/Cuda'
 run memcheck 240 "$CS" --tool memcheck --error-exitcode 3 "$B/tests/backend_tests" --gtest_filter="$SUBSET"
 # Two persistent kernels that wait on each other do not finish under memcheck (RK_SANITIZE_K2K=1 to try).
 [ "${RK_SANITIZE_K2K:-0}" = 1 ] && run memcheck_k2k 120 "$CS" --tool memcheck --error-exitcode 3 "$B/tests/backend_tests" --gtest_filter='*k2k_delivers*/Cuda'

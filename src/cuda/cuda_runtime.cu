@@ -272,6 +272,7 @@ class CudaKernel final : public KernelBackend {
   std::uint64_t folded_[3] = {0, 0, 0};  // device publish counters already given to the broker
   cudaStream_t stream_ = nullptr;
   std::uint32_t threads_ = 0;
+  bool wide_ = false;  // the handler's wide build (more than kCudaCompactThreads threads)
   std::uint32_t shared_bytes_ = 0;
   std::uint32_t k2k_slot_size_ = 0;
   std::atomic<bool> running_{false};  // read by the route listener on other threads
@@ -337,6 +338,8 @@ Result<void> CudaRuntime::init() {
   for (const KernelInfo& k : registered_kernels()) {
     if (!k.cuda) continue;
     RK_CUDA_TRY(cudaFuncGetAttributes(&attr, k.cuda->kernel_function), ErrorCode::BackendError,
+                "loading the CUDA module of kernel '" + std::string(k.name) + "'");
+    RK_CUDA_TRY(cudaFuncGetAttributes(&attr, k.cuda->kernel_function_wide), ErrorCode::BackendError,
                 "loading the CUDA module of kernel '" + std::string(k.name) + "'");
   }
 
@@ -427,7 +430,8 @@ Result<void> CudaKernel::allocate() {
                                              (o.mode == KernelMode::Actor ? in_slot : 0u) + o.shared_memory_size);
 
   // Occupancy: refuse a grid that cannot be co-resident.
-  const void* fn = program_.kernel_function;
+  wide_ = threads_ > kCudaCompactThreads;
+  const void* fn = wide_ ? program_.kernel_function_wide : program_.kernel_function;
   if (shared_bytes_ > 48 * 1024) {
     RK_CUDA_TRY(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes_)),
                 ErrorCode::LaunchFailed, "cannot grant " + std::to_string(shared_bytes_) + " bytes of shared memory");
@@ -580,7 +584,7 @@ CudaKernel::~CudaKernel() {
 }
 
 Result<void> CudaKernel::start() {
-  CudaLaunch l{core_.options.grid_size, threads_, shared_bytes_, stream_, dk_, core_.options.cooperative};
+  CudaLaunch l{core_.options.grid_size, threads_, shared_bytes_, stream_, dk_, core_.options.cooperative, wide_};
   const auto e = static_cast<cudaError_t>(program_.launch(l));
   if (e != cudaSuccess) return cuda_error(ErrorCode::LaunchFailed, "launching kernel '" + core_.id.value + "'", e);
   running_ = true;

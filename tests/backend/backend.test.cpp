@@ -154,6 +154,19 @@ TEST_P(BackendTest, block_threads_cooperate_through_barriers_and_warp_collective
   }
 }
 
+TEST_P(BackendTest, a_wide_block_cooperates_like_a_small_one) {
+  // 768 threads: on CUDA the handler's wide build (blocks above kCudaCompactThreads).
+  KernelHandle k = launch("test.block_sum", LaunchOptions{.block_size = 768, .shared_memory_size = 768 * 8});
+  for (std::int64_t v : {1, -2}) {
+    ASSERT_TRUE(k.send(Item{0, v}).ok());
+    const Reply r = k.receive<Reply>(5s).value();
+    EXPECT_EQ(r.value, v * 768 * 769 / 2);
+    EXPECT_EQ(r.thread, 768u);
+    EXPECT_EQ(r.source, 32u);
+    EXPECT_EQ(r.aux, 0xAAAAAAAAull);
+  }
+}
+
 TEST_P(BackendTest, parallel_mode_spreads_a_batch_over_threads_and_keeps_order) {
   KernelHandle k = launch("test.echo", LaunchOptions{.mode = KernelMode::Parallel, .grid_size = 2, .block_size = 32});
   constexpr std::size_t kN = 2000;  // fits input + output queues: no receiver runs meanwhile
@@ -369,6 +382,23 @@ TEST_P(BackendTest, k2k_pull_mode_lets_the_handler_drain_its_inbox) {
   EXPECT_EQ(r.aux, 10u);
   EXPECT_EQ(r.value, 55);
   EXPECT_EQ(r.source, pusher.slot());
+}
+
+TEST_P(BackendTest, k2k_pull_mode_gives_slots_back_to_the_sender) {
+  // The pusher's route holds 8 messages and every round fills most of it, so a round only
+  // fits when the puller gave the slots of the round before back.
+  KernelHandle pusher = launch("test.pusher", LaunchOptions{.block_size = 1, .enable_k2k = true, .k2k_queue_capacity = 8});
+  KernelHandle puller =
+      launch("test.puller", LaunchOptions{.block_size = 1, .enable_k2k = true, .k2k_delivery = K2KDelivery::Pull});
+  ASSERT_TRUE(rt_->connect(pusher, puller).ok());
+  for (std::uint64_t round = 0; round < 6; ++round) {
+    const std::int64_t n = round % 2 == 0 ? 5 : 8;
+    ASSERT_TRUE(pusher.send(Item{round, n}).ok());
+    EXPECT_EQ(pusher.receive<Reply>(5s).value().aux, static_cast<std::uint64_t>(n)) << "round " << round;
+    const Reply r = puller.call<Reply>(Item{round, 0}, 5s).value();
+    EXPECT_EQ(r.aux, static_cast<std::uint64_t>(n)) << "round " << round;
+    EXPECT_EQ(r.value, n * (n + 1) / 2) << "round " << round;
+  }
 }
 
 TEST_P(BackendTest, kernel_clock_events_order_after_the_message_stamp) {

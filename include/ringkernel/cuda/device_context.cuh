@@ -19,6 +19,26 @@ struct RouteHint {
   std::uint64_t tail;   ///< the last tail this block published (release/acquire, CTA scope)
 };
 
+/// Thread 0's last publish route (shared memory). Routing tables are immutable and each
+/// version has memory of its own that is never reused, so the table's address and the
+/// topic identify an entry: a publish to the same topic under the same table finds its
+/// route here after one load of the table word, instead of a chain of dependent loads
+/// through the table in device memory.
+struct PublishCache {
+  const DeviceTopicTable* table;
+  std::uint64_t topic;
+  const DeviceTopicEntry* entry;  ///< null: the topic has no entry in that table
+  std::uint64_t type;
+  std::uint32_t size;
+  std::uint32_t count;
+  std::uint32_t host_too;
+  std::uint32_t version;
+  std::uint32_t valid;
+  std::uint32_t reserved;
+  DeviceTopicSub sub0;  ///< entry->subs[0]
+  RouteHint hint;       ///< this block's view of sub0's inbox (several producers: the CAS decides)
+};
+
 /// Per-block bookkeeping in shared memory (the leader warp's mirror of the host words, the
 /// cached K2K routes, the batch handed to the handler threads).
 struct BlockShared {
@@ -54,6 +74,9 @@ struct BlockShared {
   RouteHint out_hints[kDeviceMaxRoutes];
   RouteEntry in_routes[kDeviceMaxRoutes];
   std::uint64_t in_heads[kDeviceMaxRoutes];
+  std::uint32_t in_unreleased[kDeviceMaxRoutes];  // pull mode: slots taken but not yet given back to the sender
+  std::uint32_t pull_idle;                        // pull mode: empty k2k_try_receive calls in a row
+  PublishCache pub;                               // thread 0's last publish route
   DeviceKernel kernel;         // copy of the kernel's description (constant after launch)
 };
 
@@ -202,8 +225,8 @@ __device__ inline Status dev_full_status(const RingIndices* ix) {
 /// Claims `total` positions of a device K2K ring for the lanes in `peers` (lane `offset`
 /// positions into the run) and sends this lane's `n` messages (`size` bytes each, back to
 /// back at `payload`): one lane claims the run with one CAS (on the block's claim word in
-/// shared memory when the kernel is one block, so the ring has no other producer; else on
-/// the ring's claim word) and takes its HLC stamps with one tick, every lane writes its
+/// shared memory when `sole` says the block is the ring's only producer; else on the
+/// ring's claim word) and takes its HLC stamps with one tick, every lane writes its
 /// slots, and the run is
 /// published with one fence and one store of the tail, in claim order (a run waits until
 /// every earlier claim is published). The consumer still sees single-writer head/tail
@@ -211,7 +234,8 @@ __device__ inline Status dev_full_status(const RingIndices* ix) {
 /// producer claim with one CAS and publish without loading the ring's words first.
 __device__ inline Status dev_k2k_run(const DeviceKernel* dk, const BlockShared* bs, const RingView& v, TypeId type,
                                      const void* payload, std::uint32_t size, std::uint32_t n, std::uint64_t corr,
-                                     RouteHint* hint, unsigned peers, std::uint32_t offset, std::uint32_t total) {
+                                     RouteHint* hint, bool sole, unsigned peers, std::uint32_t offset,
+                                     std::uint32_t total) {
   RingIndices* ix = v.indices;
   const unsigned lane = threadIdx.x & 31u;
   const unsigned first = __ffs(peers) - 1;
@@ -223,9 +247,10 @@ __device__ inline Status dev_k2k_run(const DeviceKernel* dk, const BlockShared* 
     unsigned long long* claim = reinterpret_cast<unsigned long long*>(&ix->claim);
     bool claimed = false;
     std::uint64_t c = 0, head = 0;
-    if (hint && dk->grid_size == 1) {
-      // The kernel is one block, so this block is the ring's only producer: the claim word
-      // that counts is the hint's, in shared memory (a shared CAS, not a round trip to L2).
+    if (hint && sole) {
+      // This block is the ring's only producer (a K2K route of a one-block kernel): the
+      // claim word that counts is the hint's, in shared memory (a shared CAS, not a round
+      // trip to L2).
       // A ring used before this block cached the route starts from the ring's claim word.
       if (shared_volatile_load64(&hint->claim) == 0) (void)shared_cas64(&hint->claim, 0, load_relaxed<Scope::Device>(&ix->claim));
       for (;;) {
@@ -340,13 +365,13 @@ __device__ inline Status dev_k2k_run(const DeviceKernel* dk, const BlockShared* 
 /// after another instead (each lane's batch alone must fit).
 __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared* bs, const RingView& v, TypeId type,
                                       const void* payload, std::uint32_t size, std::uint64_t corr,
-                                      RouteHint* hint = nullptr, std::uint32_t n = 1) {
+                                      RouteHint* hint = nullptr, std::uint32_t n = 1, bool sole = false) {
   if (size + sizeof(Envelope) > v.slot_size || n > v.capacity) return Status::TooLarge;
   if (n == 0) return Status::Ok;
   const unsigned active = __activemask();
   const unsigned peers = __match_any_sync(active, reinterpret_cast<unsigned long long>(v.indices));
   const unsigned lane = threadIdx.x & 31u;
-  if (peers == (1u << lane)) return dev_k2k_run(dk, bs, v, type, payload, size, n, corr, hint, peers, 0, n);
+  if (peers == (1u << lane)) return dev_k2k_run(dk, bs, v, type, payload, size, n, corr, hint, sole, peers, 0, n);
   // Several lanes: this lane's place in the run, and the run's length.
   std::uint32_t offset = 0, total = 0;
   for (unsigned m = peers; m != 0; m &= m - 1) {
@@ -355,10 +380,10 @@ __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared*
     if (src < lane) offset += ni;
     total += ni;
   }
-  if (total <= v.capacity) return dev_k2k_run(dk, bs, v, type, payload, size, n, corr, hint, peers, offset, total);
+  if (total <= v.capacity) return dev_k2k_run(dk, bs, v, type, payload, size, n, corr, hint, sole, peers, offset, total);
   Status result = Status::Ok;
   for (unsigned m = peers; m != 0; m &= m - 1) {
-    if (lane == __ffs(m) - 1) result = dev_k2k_run(dk, bs, v, type, payload, size, n, corr, hint, 1u << lane, 0, n);
+    if (lane == __ffs(m) - 1) result = dev_k2k_run(dk, bs, v, type, payload, size, n, corr, hint, sole, 1u << lane, 0, n);
     __syncwarp(peers);
   }
   return result;
@@ -396,6 +421,21 @@ __device__ inline void dev_deliver_publish(const DeviceKernel* dk, const BlockSh
   }
   if (delivered) global_add64(&dk->work->pub_delivered, delivered);
   if (dropped) global_add64(&dk->work->pub_dropped, dropped);
+}
+
+/// Pull mode: gives the slots thread 0 has taken from its inbound rings back to their
+/// senders (one fence, then each ring's head). k2k_try_receive defers this until it has
+/// found every inbox empty 32 times in a row (or a quarter of a ring is held), and the
+/// leader does it after each batch, so a delivery's critical path carries no fence.
+__device__ inline void dev_release_pulled(BlockShared* bs, bool fenced) {
+  bool any = false;
+  for (std::uint32_t r = 0; r < bs->in_count; ++r) {
+    if (bs->in_unreleased[r] == 0) continue;
+    if (!fenced && !any) asm volatile("fence.acq_rel.gpu;" ::: "memory");  // the slot reads before the heads
+    any = true;
+    store_relaxed(&bs->in_routes[r].view.indices->head, bs->in_heads[r]);
+    bs->in_unreleased[r] = 0;
+  }
 }
 
 }  // namespace ringkernel::detail
@@ -518,7 +558,7 @@ RK_HOST_DEVICE inline Status RingContext::k2k_send_bytes(std::uint32_t dest, Typ
     for (std::uint32_t i = bs->out_count; !view && detail::dev_route_from_table(dk, i, fresh); ++i)
       if (fresh.peer == dest) view = &fresh.view;  // connected moments ago, not cached yet
     if (view) {
-      const Status s = detail::dev_k2k_push(dk, bs, *view, type, payload, size, msg_corr_, hint, count);
+      const Status s = detail::dev_k2k_push(dk, bs, *view, type, payload, size, msg_corr_, hint, count, dk->grid_size == 1);
       if (s == Status::Ok) detail::global_add64(&w->k2k_sent, count);
       if (s == Status::Closed) detail::global_add64(&w->dead_letters, count);
       return s;
@@ -564,10 +604,22 @@ RK_HOST_DEVICE inline Status RingContext::k2k_try_receive_bytes(TypeId type, voi
     if (env.type_id != type || env.payload_size != size) continue;
     memcpy(out, slot + sizeof env, size);
     bs->in_heads[r] = head + 1;
-    store_release<Scope::Device>(&v.indices->head, head + 1);
+    bs->pull_idle = 0;
+    // The slot goes back to the sender later (dev_release_pulled), unless a quarter of the
+    // ring is held already.
+    if (++bs->in_unreleased[r] >= (v.capacity >= 4 ? v.capacity / 4 : 1u)) {
+      store_release<Scope::Device>(&v.indices->head, head + 1);
+      bs->in_unreleased[r] = 0;
+    }
     detail::dev_hlc_merge(device_, bs, env.timestamp);
     if (source) *source = bs->in_routes[r].peer;
     return Status::Ok;
+  }
+  // Nothing to read: after a while of that, give the slots back (not at once: right after
+  // a send, the reply may land while the fence runs).
+  if (++bs->pull_idle >= 32) {
+    bs->pull_idle = 0;
+    detail::dev_release_pulled(bs, false);
   }
   return Status::QueueEmpty;
 #else
@@ -591,22 +643,58 @@ RK_HOST_DEVICE inline Status RingContext::publish_bytes(std::uint64_t topic, Typ
   const RingView& v = dk->publish;
   if (size > detail::kPublishMaxPayload) return Status::TooLarge;
   const detail::DeviceTopicEntry* route = nullptr;
-  std::uint32_t version = 0;
+  std::uint32_t version = 0, count = 0, host_too = 0;
+  const detail::DeviceTopicSub* sub0 = nullptr;
+  detail::RouteHint* hint = nullptr;
   if (dk->topics) {
     const detail::DeviceTopicTable* table = reinterpret_cast<const detail::DeviceTopicTable*>(
         load_relaxed<Scope::Device>(reinterpret_cast<const std::uint64_t*>(dk->topics)));
     if (table) {
-      route = detail::dev_find_topic(table, topic);
-      if (route && (route->type != type || route->size != size)) route = nullptr;  // the broker refuses and counts it
-      version = table->version;
+      detail::PublishCache& pc = bs->pub;
+      const bool cached = threadIdx.x == 0 && pc.valid && pc.table == table && pc.topic == topic;
+      if (cached) {
+        route = pc.entry;
+        version = pc.version;
+        if (route && (pc.type != type || pc.size != size)) route = nullptr;  // the broker refuses and counts it
+        count = pc.count;
+        host_too = pc.host_too;
+        sub0 = &pc.sub0;
+        hint = &pc.hint;
+      } else {
+        route = detail::dev_find_topic(table, topic);
+        version = table->version;
+        if (threadIdx.x == 0) {  // remember it (thread 0 only: the cache has one writer)
+          pc.valid = 1;
+          pc.table = table;
+          pc.topic = topic;
+          pc.entry = route;
+          pc.version = version;
+          pc.hint = detail::RouteHint{};
+          if (route) {
+            pc.type = route->type;
+            pc.size = route->size;
+            pc.count = route->count;
+            pc.host_too = route->host_too;
+            pc.sub0 = route->subs[0];
+            sub0 = &pc.sub0;
+            hint = &pc.hint;
+          }
+        }
+        if (route && (route->type != type || route->size != size)) route = nullptr;  // the broker refuses and counts it
+        if (route) {
+          count = route->count;
+          host_too = route->host_too;
+          if (!sub0) sub0 = &route->subs[0];
+        }
+      }
     }
   }
   if (route) {
-    if (route->count == 1 && !route->host_too) {
+    if (count == 1 && !host_too) {
       // One subscriber, nobody else: its inbox's own capacity check decides (a failed
       // claim has no side effect), so no separate look at the ring first.
-      const Status s = detail::dev_k2k_push(dk, bs, route->subs[0].view, type, payload, size, 0);
-      if (s == Status::QueueFull && route->subs[0].backpressure) return Status::QueueFull;
+      const Status s = detail::dev_k2k_push(dk, bs, sub0->view, type, payload, size, 0, hint);
+      if (s == Status::QueueFull && sub0->backpressure) return Status::QueueFull;
       detail::global_add64(s == Status::Ok ? &w->pub_delivered : &w->pub_dropped, 1ull);
       detail::global_add64(&w->pub_device_only, 1ull);
       return Status::Ok;
@@ -614,7 +702,7 @@ RK_HOST_DEVICE inline Status RingContext::publish_bytes(std::uint64_t topic, Typ
     // A full Backpressure subscriber refuses the publish before anyone gets a copy.
     for (std::uint32_t i = 0; i < route->count; ++i)
       if (route->subs[i].backpressure && detail::dev_ring_full(route->subs[i].view)) return Status::QueueFull;
-    if (!route->host_too) {
+    if (!host_too) {
       detail::dev_deliver_publish(dk, bs, *route, type, payload, size);
       detail::global_add64(&w->pub_device_only, 1ull);
       return Status::Ok;

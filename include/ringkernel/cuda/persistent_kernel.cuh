@@ -222,8 +222,9 @@ __device__ inline void flush_telemetry(const DeviceKernel* dk, const BlockShared
   store_relaxed(&dk->counters->pub_dropped, pub_dropped);
 }
 
-template <class H>
-__global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __restrict__ dk_global) {
+template <class H, bool Wide>
+__global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
+    rk_persistent(const DeviceKernel* __restrict__ dk_global) {
   using Traits = HandlerTraits<H>;
   using Req = typename Traits::Request;
   using Resp = typename Traits::Response;
@@ -585,6 +586,7 @@ __global__ void __launch_bounds__(1024) rk_persistent(const DeviceKernel* __rest
           out.publish_after_fence(bs->emitted);
           bs->emitted = 0;
         }
+        if (dk->pull_mode) dev_release_pulled(bs, true);  // slots the handler pulled: after the fence above
         if (source == 0) {
           in_head = next;
           store_relaxed(&dk->input.indices->head, next);
@@ -634,10 +636,15 @@ int cuda_launch(const CudaLaunch& l) {
   if (l.cooperative) {
     const DeviceKernel* arg = l.kernel;
     void* args[] = {&arg};
-    return static_cast<int>(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(&rk_persistent<H>), dim3(l.grid),
-                                                        dim3(l.threads), args, l.shared_bytes, stream));
+    const void* fn = l.wide ? reinterpret_cast<const void*>(&rk_persistent<H, true>)
+                            : reinterpret_cast<const void*>(&rk_persistent<H, false>);
+    return static_cast<int>(
+        cudaLaunchCooperativeKernel(fn, dim3(l.grid), dim3(l.threads), args, l.shared_bytes, stream));
   }
-  rk_persistent<H><<<l.grid, l.threads, l.shared_bytes, stream>>>(l.kernel);
+  if (l.wide)
+    rk_persistent<H, true><<<l.grid, l.threads, l.shared_bytes, stream>>>(l.kernel);
+  else
+    rk_persistent<H, false><<<l.grid, l.threads, l.shared_bytes, stream>>>(l.kernel);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -650,7 +657,8 @@ template <class H>
 const detail::CudaProgram& program_of() {
   using State = typename HandlerTraits<H>::State;
   static const detail::CudaProgram program{detail::cuda_backend_plugin(),
-                                           reinterpret_cast<const void*>(&detail::rk_persistent<H>),
+                                           reinterpret_cast<const void*>(&detail::rk_persistent<H, false>),
+                                           reinterpret_cast<const void*>(&detail::rk_persistent<H, true>),
                                            static_cast<std::uint32_t>(sizeof(State)),
                                            static_cast<std::uint32_t>(alignof(State)),
                                            &detail::cuda_init_state<H>,

@@ -18,13 +18,23 @@ struct CudaLaunch {
   void* stream;  ///< cudaStream_t
   const DeviceKernel* kernel;
   bool cooperative;
+  bool wide;  ///< the build for blocks above kCudaCompactThreads
 };
+
+/// Threads per block (handler threads and the poller warp) up to which a kernel runs its
+/// compact build. Each handler has two builds: with launch bounds of 1024 threads the
+/// compiler must fit every thread in 64 registers and spills the message path's state to
+/// local memory; bounded at 544 threads (512 handler threads and the poller) it has up to
+/// 120 registers and keeps the send and receive paths in registers.
+inline constexpr std::uint32_t kCudaCompactThreads = 544;
 
 struct CudaProgram {
   /// The CUDA backend plugin (defined in ringkernel::cuda).
   const BackendPlugin* plugin;
-  /// The __global__ persistent kernel (occupancy queries, eager module loading).
+  /// The __global__ persistent kernel (occupancy queries, eager module loading): the
+  /// compact build (blocks up to kCudaCompactThreads threads) and the wide one.
   const void* kernel_function;
+  const void* kernel_function_wide;
   std::uint32_t state_size;
   std::uint32_t state_align;
   /// Writes the handler's initial state (HandlerTraits<H>::initial_state()).
