@@ -23,6 +23,9 @@ struct BackendAvailability {
 /// One entry per backend (Cpu, Cuda, Vulkan, Metal), in that order.
 std::vector<BackendAvailability> availability();
 BackendAvailability availability(Backend b);
+/// The same for device `device_index` of that backend (CUDA or Vulkan device order; the
+/// CPU, Auto and Metal have one answer whatever the index).
+BackendAvailability availability(Backend b, std::uint32_t device_index);
 bool is_available(Backend b);
 
 namespace detail {

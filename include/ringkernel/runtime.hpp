@@ -388,6 +388,17 @@ class KernelCore {
 
 }  // namespace detail
 
+/// A message from a kernel together with what its envelope says about it
+/// (KernelHandle::receive_message / try_receive of a Received<T>).
+template <class T>
+struct Received {
+  T message{};
+  HlcTimestamp timestamp{};        ///< the kernel's HLC stamp (the host clock has merged it)
+  CorrelationId correlation{};     ///< the request's correlation id (0 for a plain send)
+  std::uint32_t source = 0;        ///< the kernel that wrote it: its slot() + 1
+  Priority priority = Priority::Normal;
+};
+
 /// Handle to a launched kernel: the owner of it. Destroying the handle terminates the
 /// kernel (bounded by 5 s; a failure is ignored and logged to stderr). Move-only.
 class KernelHandle {
@@ -489,6 +500,23 @@ class KernelHandle {
     if (!r) return r.error();
     return out;
   }
+  /// As try_receive / receive, with the message's HLC stamp, correlation id and sender.
+  template <RingMessage T>
+  Status try_receive(Received<T>& out) noexcept {
+    Envelope env{};
+    const Status s = core_->try_receive_raw(type_id_v<T>, &out.message, sizeof(T), &env);
+    if (s == Status::Ok) fill_received(out, env);
+    return s;
+  }
+  template <RingMessage T>
+  Result<Received<T>> receive_message(Duration timeout = kDefaultTimeout) {
+    Received<T> out;
+    Envelope env{};
+    auto r = core_->wait_receive(type_id_v<T>, &out.message, sizeof(T), timeout, &env);
+    if (!r) return r.error();
+    fill_received(out, env);
+    return out;
+  }
   template <RingMessage T>
   std::size_t try_receive_batch(std::span<T> out) noexcept {
     return core_->try_receive_batch_raw(type_id_v<T>, reinterpret_cast<std::byte*>(out.data()), sizeof(T),
@@ -515,6 +543,13 @@ class KernelHandle {
   detail::KernelCore* core_ptr() const noexcept { return core_.get(); }
 
  private:
+  template <class T>
+  static void fill_received(Received<T>& out, const Envelope& env) noexcept {
+    out.timestamp = env.timestamp;
+    out.correlation = CorrelationId{env.correlation_id};
+    out.source = env.source_kernel;
+    out.priority = static_cast<Priority>(env.priority);
+  }
   std::unique_ptr<detail::KernelCore> core_;
 };
 
@@ -544,7 +579,12 @@ class RingKernel {
   RingKernel& operator=(RingKernel&&) noexcept;
   ~RingKernel();  ///< terminates every kernel still running
 
+  /// The backend asked for. Auto stays Auto: it chooses per kernel at launch (the GPU for a
+  /// kernel with a build for it, else the CPU); KernelHandle::backend() says which one a
+  /// kernel runs on.
   Backend backend() const noexcept;
+  /// The device this runtime runs on (its device_index); under Auto, the GPU it picks for
+  /// kernels with a GPU build, and that the others run on the CPU.
   std::string device_name() const;
 
   /// Launches the kernel registered under `name`. Errors: UnknownKernel (with the list of

@@ -73,7 +73,9 @@ const detail::BackendPlugin* detail::find_backend_plugin(Backend b) noexcept {
   return nullptr;
 }
 
-BackendAvailability availability(Backend b) {
+BackendAvailability availability(Backend b) { return availability(b, 0); }
+
+BackendAvailability availability(Backend b, std::uint32_t device_index) {
   BackendAvailability a;
   a.backend = b;
   switch (b) {
@@ -93,7 +95,7 @@ BackendAvailability availability(Backend b) {
     case Backend::Vulkan:
       break;
   }
-  if (const auto* p = detail::find_backend_plugin(b)) return p->probe(0);
+  if (const auto* p = detail::find_backend_plugin(b)) return p->probe(device_index);
   a.reason = b == Backend::Cuda
                  ? "this program links no CUDA backend: configure with RINGKERNEL_ENABLE_CUDA=ON (nvcc found), link "
                    "ringkernel::cuda and compile the kernels' translation units with nvcc"

@@ -25,11 +25,11 @@ Result<RingKernelRuntime*> RuntimeCore::runtime_for(Backend b) {
     case Backend::Vulkan: slot = &vulkan_; break;
     default:
       return Error(ErrorCode::BackendUnavailable, std::string("backend ") + to_string(b) + " cannot run kernels: " +
-                                                      availability(b).reason);
+                                                      availability(b, device_index).reason);
   }
   if (*slot) return slot->get();
   const BackendPlugin* plugin = find_backend_plugin(b);
-  if (!plugin) return Error(ErrorCode::BackendUnavailable, availability(b).reason);
+  if (!plugin) return Error(ErrorCode::BackendUnavailable, availability(b, device_index).reason);
   auto rt = plugin->create(device_index);
   if (!rt) return rt.error();
   *slot = std::move(*rt);
@@ -38,7 +38,7 @@ Result<RingKernelRuntime*> RuntimeCore::runtime_for(Backend b) {
 
 Result<Backend> RuntimeCore::choose_backend(const KernelInfo& info) {
   auto unavailable = [&](Backend b) -> Error {
-    const BackendAvailability a = availability(b);
+    const BackendAvailability a = availability(b, device_index);
     if (!a.available)
       return Error(ErrorCode::BackendUnavailable, std::string(to_string(b)) + " backend unavailable: " + a.reason);
     return Error(ErrorCode::BackendUnavailable,
@@ -51,14 +51,14 @@ Result<Backend> RuntimeCore::choose_backend(const KernelInfo& info) {
     case Backend::Metal: return unavailable(Backend::Metal);
     case Backend::Cuda:
     case Backend::Vulkan:
-      if (!info.has_backend(requested) || !is_available(requested)) return unavailable(requested);
+      if (!info.has_backend(requested) || !availability(requested, device_index).available) return unavailable(requested);
       return requested;
     case Backend::Auto:
       // A GPU when there is one (CUDA first); a software Vulkan device is slower than the
       // native CPU backend, so Auto does not pick it.
       for (Backend b : {Backend::Cuda, Backend::Vulkan}) {
         if (!info.has_backend(b)) continue;
-        const BackendAvailability a = availability(b);
+        const BackendAvailability a = availability(b, device_index);
         if (a.available && !a.software) return b;
       }
       return Backend::Cpu;
@@ -234,8 +234,15 @@ RingKernel::~RingKernel() = default;
 Backend RingKernel::backend() const noexcept { return core_->requested; }
 
 std::string RingKernel::device_name() const {
-  const BackendAvailability a = availability(core_->requested == Backend::Auto ? Backend::Cpu : core_->requested);
-  return a.device;
+  const std::uint32_t dev = core_->device_index;
+  if (core_->requested != Backend::Auto) return availability(core_->requested, dev).device;
+  // Auto picks per kernel (RuntimeCore::choose_backend): the GPU for kernels with a build
+  // for it, the CPU for the others.
+  for (Backend b : {Backend::Cuda, Backend::Vulkan}) {
+    const BackendAvailability a = availability(b, dev);
+    if (a.available && !a.software) return a.device + " (" + to_string(b) + "), else CPU";
+  }
+  return availability(Backend::Cpu).device;
 }
 
 Result<KernelHandle> RingKernel::launch(std::string_view name, const LaunchOptions& options) {
@@ -255,7 +262,7 @@ Result<void> RingKernel::shutdown(Duration timeout) { return core_->shutdown(tim
 Result<RingKernel> RingKernelBuilder::build() {
   if (backend_ == Backend::Metal) return Error(ErrorCode::BackendUnavailable, availability(Backend::Metal).reason);
   if (backend_ == Backend::Cuda || backend_ == Backend::Vulkan) {
-    const BackendAvailability a = availability(backend_);
+    const BackendAvailability a = availability(backend_, device_index_);
     if (!a.available)
       return Error(ErrorCode::BackendUnavailable, std::string(to_string(backend_)) + " backend unavailable: " + a.reason);
   }

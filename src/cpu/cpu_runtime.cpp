@@ -125,6 +125,7 @@ class CpuKernel final : public KernelBackend {
   void add_in_route(const RouteRing& ring, std::uint32_t source) noexcept;
   std::uint32_t k2k_slot_size() const noexcept { return k2k_slot_size_; }
   std::uint32_t route_count() const noexcept { return out_route_count_.load(std::memory_order_acquire); }
+  std::uint32_t inbound_route_count() const noexcept { return in_route_count_.load(std::memory_order_acquire); }
   std::uint32_t route(std::uint32_t i) const noexcept { return i < route_count() ? out_routes_[i].dest : ~0u; }
   void close_inbound() noexcept;
 
@@ -220,7 +221,13 @@ class CpuRuntime final : public RingKernelRuntime {
   Result<void> connect(KernelCore& from, KernelCore& to) override {
     auto* f = static_cast<CpuKernel*>(from.impl.get());
     auto* t = static_cast<CpuKernel*>(to.impl.get());
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(mutex_);  // also serialises the route counts checked here
+    if (f->route_count() >= kMaxRoutes)
+      return Error(ErrorCode::K2KError, "kernel '" + from.id.value + "' already has " + std::to_string(kMaxRoutes) +
+                                            " outbound K2K routes");
+    if (t->inbound_route_count() >= kMaxRoutes)
+      return Error(ErrorCode::K2KError, "kernel '" + to.id.value + "' already has " + std::to_string(kMaxRoutes) +
+                                            " inbound K2K routes");
     auto ring = std::make_unique<RouteRing>();
     const std::uint32_t cap = from.options.k2k_queue_capacity;
     ring->indices = make_aligned_bytes(sizeof(RingIndices), kIndexAlign);

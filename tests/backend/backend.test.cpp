@@ -92,6 +92,34 @@ TEST_P(BackendTest, an_actor_answers_a_message) {
   EXPECT_EQ(k.state(), KernelState::Terminated);
 }
 
+TEST_P(BackendTest, a_received_message_carries_its_stamp_sender_and_correlation) {
+  KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 1});
+  Received<Reply> none;
+  EXPECT_EQ(k.try_receive(none), Status::QueueEmpty);
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    const HlcTimestamp before = rt_->clock().now();
+    ASSERT_TRUE(k.send(Item{i, 20}).ok());
+    const Received<Reply> r = k.receive_message<Reply>(5s).value();
+    EXPECT_EQ(r.message.seq, i);
+    EXPECT_EQ(r.message.value, 41);
+    EXPECT_GT(r.timestamp, before) << "the response's stamp follows the send's (HLC order)";
+    EXPECT_EQ(r.source, k.slot() + 1);
+    EXPECT_EQ(r.correlation.value, r.message.aux);  // the handler's ctx.correlation_id()
+    EXPECT_EQ(r.priority, Priority::Normal);
+    EXPECT_GE(rt_->clock().now(), r.timestamp);  // merged into the host clock
+  }
+  // The same through try_receive once the response is there.
+  ASSERT_TRUE(k.send(Item{7, 1}).ok());
+  Received<Reply> got;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  Status s = Status::QueueEmpty;
+  while ((s = k.try_receive(got)) == Status::QueueEmpty && std::chrono::steady_clock::now() < deadline) {
+  }
+  ASSERT_EQ(s, Status::Ok);
+  EXPECT_EQ(got.message.seq, 7u);
+  EXPECT_EQ(got.source, k.slot() + 1);
+}
+
 TEST_P(BackendTest, many_messages_arrive_in_order_through_the_batch_api) {
   KernelHandle k = launch("test.echo", LaunchOptions{.block_size = 32, .input_queue_capacity = 256, .output_queue_capacity = 256});
   constexpr std::size_t kN = 20000;
@@ -242,6 +270,29 @@ TEST_P(BackendTest, k2k_delivers_in_fifo_order_between_kernels) {
     ASSERT_EQ(r.source, fwd.slot() + 1);
   }
   EXPECT_EQ(eventually([&] { return fwd.metrics().telemetry.raw.k2k_sent; }, std::uint64_t{kN}), std::uint64_t{kN});
+}
+
+TEST_P(BackendTest, a_connect_past_the_route_limit_is_refused_and_the_routes_keep_working) {
+  // The same pair connected again and again: each connect adds a route, until the
+  // backend's limit (16 on CUDA, 64 on the CPU and Vulkan) makes the next one an error.
+  const LaunchOptions o{.block_size = 1, .enable_k2k = true, .k2k_queue_capacity = 16};
+  KernelHandle fwd = launch("test.forwarder", o);
+  KernelHandle sink = launch("test.sink", o);
+  std::uint32_t connected = 0;
+  Result<void> last{};
+  for (; connected < 100; ++connected) {
+    last = rt_->connect(fwd, sink);
+    if (!last.ok()) break;
+  }
+  ASSERT_FALSE(last.ok()) << "100 routes between one pair were all accepted";
+  EXPECT_EQ(last.error().code(), ErrorCode::K2KError);
+  EXPECT_NE(last.error().message().find("routes"), std::string::npos) << last.error().message();
+  EXPECT_GE(connected, 16u);
+  ASSERT_TRUE(fwd.send(Item{sink.slot(), 7}).ok());  // the routes made before still carry messages
+  const Reply ack = fwd.receive<Reply>(5s).value();
+  EXPECT_EQ(static_cast<Status>(ack.source), Status::Ok);
+  EXPECT_EQ(ack.aux, connected);  // the kernel counts every accepted route, no more
+  EXPECT_EQ(sink.receive<Reply>(5s).value().value, 1007);
 }
 
 TEST_P(BackendTest, a_route_is_in_use_as_soon_as_connect_returns) {

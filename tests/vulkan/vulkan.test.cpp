@@ -194,11 +194,17 @@ TEST_F(VulkanBackend, devices_are_listed_in_selection_order_with_reasons) {
 
 TEST_F(VulkanBackend, an_out_of_range_device_index_is_a_clear_error) {
   auto rt = RingKernel::builder().backend(Backend::Vulkan).device_index(99).build();
-  ASSERT_TRUE(rt.ok());  // the device is opened at the first launch
-  auto k = rt->launch("test.echo");
-  ASSERT_FALSE(k.ok());
-  EXPECT_EQ(k.error().code(), ErrorCode::BackendUnavailable);
-  EXPECT_NE(k.error().message().find("out of range"), std::string::npos) << k.error().message();
+  ASSERT_FALSE(rt.ok());  // build() checks the device it was given, not device 0
+  EXPECT_EQ(rt.error().code(), ErrorCode::BackendUnavailable);
+  EXPECT_NE(rt.error().message().find("out of range"), std::string::npos) << rt.error().message();
+  EXPECT_FALSE(availability(Backend::Vulkan, 99).available);
+  EXPECT_TRUE(availability(Backend::Vulkan, 0).available);
+}
+
+TEST_F(VulkanBackend, the_runtime_names_the_device_it_runs_on) {
+  RingKernel rt = runtime();
+  EXPECT_EQ(rt.backend(), Backend::Vulkan);
+  EXPECT_EQ(rt.device_name(), availability(Backend::Vulkan, 0).device);
 }
 
 TEST_F(VulkanBackend, dispatch_mode_is_chosen_from_the_device_and_can_be_forced) {
