@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <ctime>
 #include <thread>
 #include <vector>
 
@@ -13,6 +15,32 @@ TEST(Hlc, timestamps_are_totally_ordered_by_physical_logical_node) {
   EXPECT_LT((HlcTimestamp{2, 0, 9}), (HlcTimestamp{2, 1, 0}));
   EXPECT_LT((HlcTimestamp{2, 1, 0}), (HlcTimestamp{2, 1, 1}));
   EXPECT_EQ((HlcTimestamp{2, 1, 1}), (HlcTimestamp{2, 1, 1}));
+}
+
+TEST(Hlc, the_wall_clock_follows_the_system_clock_through_calibration_and_re_anchoring) {
+  // Where the TSC is the kernel's clocksource, wall_clock_us() converts the counter itself
+  // (measured against CLOCK_REALTIME for 10 ms, re-anchored every 100 ms). 350 ms cross the
+  // calibration and three re-anchorings; every reading must lie between two system-clock
+  // reads taken around it, give or take 50 µs of rate error.
+  auto realtime_us = [] {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
+  };
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(350);
+  std::int64_t worst = 0;
+  std::uint64_t readings = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    const std::int64_t before = realtime_us();
+    const auto w = static_cast<std::int64_t>(hlc::wall_clock_us());
+    const std::int64_t after = realtime_us();
+    if (after - before > 20) continue;  // descheduled between the reads: not a measurement
+    const std::int64_t off = w < before ? before - w : (w > after ? w - after : 0);
+    worst = std::max(worst, off);
+    ++readings;
+  }
+  EXPECT_GT(readings, 1000u);
+  EXPECT_LE(worst, 50) << "µs between wall_clock_us() and CLOCK_REALTIME";
 }
 
 TEST(Hlc, ticks_increase_and_track_the_wall_clock) {
