@@ -1,6 +1,7 @@
 // ringkernel/memory.hpp — host and device memory abstractions.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -97,6 +98,7 @@ class DeviceMemory {
   virtual ~DeviceMemory() = default;
   virtual Result<std::unique_ptr<GpuBuffer>> allocate(std::size_t bytes) = 0;
   virtual std::string name() const = 0;
+  /// Bytes in buffers allocated here and not yet destroyed.
   virtual std::size_t allocated_bytes() const noexcept = 0;
 };
 
@@ -105,10 +107,12 @@ class HostDeviceMemory final : public DeviceMemory {
  public:
   Result<std::unique_ptr<GpuBuffer>> allocate(std::size_t bytes) override;
   std::string name() const override { return "host memory (CPU backend)"; }
-  std::size_t allocated_bytes() const noexcept override { return allocated_; }
+  std::size_t allocated_bytes() const noexcept override { return live_->load(std::memory_order_relaxed); }
 
  private:
-  std::size_t allocated_ = 0;
+  /// Shared with the buffers, which may outlive this object: each subtracts its size when
+  /// it is destroyed (any thread).
+  std::shared_ptr<std::atomic<std::size_t>> live_ = std::make_shared<std::atomic<std::size_t>>(0);
 };
 
 }  // namespace ringkernel

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <string>
 
 #include "ringkernel/availability.hpp"
 
@@ -127,11 +128,15 @@ std::size_t MemoryPool::capacity() const {
 namespace {
 class HostBuffer final : public GpuBuffer {
  public:
-  explicit HostBuffer(std::size_t n)
-      : data_(static_cast<std::byte*>(::operator new[](n, std::align_val_t(256)))), size_(n) {
+  HostBuffer(std::byte* data, std::size_t n, std::shared_ptr<std::atomic<std::size_t>> live)
+      : data_(data), size_(n), live_(std::move(live)) {
     std::memset(data_, 0, n);
+    live_->fetch_add(n, std::memory_order_relaxed);
   }
-  ~HostBuffer() override { ::operator delete[](data_, std::align_val_t(256)); }
+  ~HostBuffer() override {
+    ::operator delete[](data_, std::align_val_t(256));
+    live_->fetch_sub(size_, std::memory_order_relaxed);
+  }
   std::size_t size() const noexcept override { return size_; }
   void* device_ptr() const noexcept override { return data_; }
   Result<void> copy_from_host(std::span<const std::byte> src, std::size_t offset) override {
@@ -150,13 +155,15 @@ class HostBuffer final : public GpuBuffer {
  private:
   std::byte* data_;
   std::size_t size_;
+  std::shared_ptr<std::atomic<std::size_t>> live_;  // the allocator's count of live bytes
 };
 }  // namespace
 
 Result<std::unique_ptr<GpuBuffer>> HostDeviceMemory::allocate(std::size_t bytes) {
   if (bytes == 0) return Error(ErrorCode::InvalidArgument, "allocate: size 0");
-  allocated_ += bytes;
-  return std::unique_ptr<GpuBuffer>(std::make_unique<HostBuffer>(bytes));
+  auto* data = static_cast<std::byte*>(::operator new[](bytes, std::align_val_t(256), std::nothrow));
+  if (data == nullptr) return Error(ErrorCode::OutOfMemory, "allocate: no host memory for " + std::to_string(bytes) + " bytes");
+  return std::unique_ptr<GpuBuffer>(std::make_unique<HostBuffer>(data, bytes, live_));
 }
 
 }  // namespace ringkernel

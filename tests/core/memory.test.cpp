@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <thread>
 #include <vector>
 
 #include <ringkernel/ringkernel.hpp>
@@ -50,6 +51,29 @@ TEST(Memory, host_device_memory_copies_in_and_out_and_checks_ranges) {
   EXPECT_EQ(out, in);
   EXPECT_FALSE((*b)->copy_from_host(in, 8).ok());
   EXPECT_EQ(dm.allocated_bytes(), 64u);
+}
+
+TEST(Memory, host_device_memory_counts_live_bytes_from_any_thread) {
+  auto dm = std::make_unique<HostDeviceMemory>();
+  auto a = dm->allocate(100).value();
+  {
+    auto b = dm->allocate(28).value();
+    EXPECT_EQ(dm->allocated_bytes(), 128u);
+  }
+  EXPECT_EQ(dm->allocated_bytes(), 100u);  // a destroyed buffer gives its bytes back
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 1000; ++i) {
+        auto buf = dm->allocate(64);
+        ASSERT_TRUE(buf.ok());
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(dm->allocated_bytes(), 100u);
+  dm.reset();  // a buffer may outlive the memory it came from
+  std::vector<std::byte> out(100);
+  EXPECT_TRUE(a->copy_to_host(out).ok());
 }
 
 TEST(Availability, the_cpu_is_always_there_and_metal_says_why_not) {
