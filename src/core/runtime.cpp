@@ -54,16 +54,19 @@ Result<Backend> RuntimeCore::choose_backend(const KernelInfo& info) {
       if (!info.has_backend(requested) || !availability(requested, device_index).available) return unavailable(requested);
       return requested;
     case Backend::Auto:
-      // A GPU when there is one (CUDA first); a software Vulkan device is slower than the
-      // native CPU backend, so Auto does not pick it.
-      for (Backend b : {Backend::Cuda, Backend::Vulkan}) {
-        if (!info.has_backend(b)) continue;
-        const BackendAvailability a = availability(b, device_index);
-        if (a.available && !a.software) return b;
-      }
+      if (const auto gpu = auto_gpu(&info)) return gpu->backend;
       return Backend::Cpu;
   }
   return Backend::Cpu;
+}
+
+std::optional<BackendAvailability> RuntimeCore::auto_gpu(const KernelInfo* info) const {
+  for (Backend b : {Backend::Cuda, Backend::Vulkan}) {
+    if (info && !info->has_backend(b)) continue;
+    BackendAvailability a = availability(b, device_index);
+    if (a.available && !a.software) return a;
+  }
+  return std::nullopt;
 }
 
 Result<KernelHandle> RuntimeCore::launch(std::string_view name, const LaunchOptions& opt) {
@@ -236,12 +239,8 @@ Backend RingKernel::backend() const noexcept { return core_->requested; }
 std::string RingKernel::device_name() const {
   const std::uint32_t dev = core_->device_index;
   if (core_->requested != Backend::Auto) return availability(core_->requested, dev).device;
-  // Auto picks per kernel (RuntimeCore::choose_backend): the GPU for kernels with a build
-  // for it, the CPU for the others.
-  for (Backend b : {Backend::Cuda, Backend::Vulkan}) {
-    const BackendAvailability a = availability(b, dev);
-    if (a.available && !a.software) return a.device + " (" + to_string(b) + "), else CPU";
-  }
+  // Auto picks per kernel: the GPU for kernels with a build for it, the CPU for the others.
+  if (const auto gpu = core_->auto_gpu(nullptr)) return gpu->device + " (" + to_string(gpu->backend) + "), else CPU";
   return availability(Backend::Cpu).device;
 }
 

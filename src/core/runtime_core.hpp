@@ -27,6 +27,10 @@ class RuntimeCore {
   void remove(KernelCore* core) noexcept;
   std::vector<KernelId> kernels() const;
   Result<void> shutdown(Duration timeout);
+  /// The GPU Backend::Auto runs a kernel on: the first of CUDA, Vulkan that `info` has a
+  /// build for (any, when null) and that is a hardware device here (a software Vulkan
+  /// device is slower than the native CPU backend, so Auto does not pick it). Empty: the CPU.
+  std::optional<BackendAvailability> auto_gpu(const KernelInfo* info) const;
 
   Backend requested;
   std::uint32_t device_index;
