@@ -81,6 +81,12 @@ int cmd_check() {
     any |= a.available;
     std::printf("  %-7s %-12s %s\n", to_string(a.backend), a.available ? "available" : "unavailable",
                 a.available ? a.device.c_str() : a.reason.c_str());
+    // Every further device of a GPU backend (MultiGpuCoordinator uses them all).
+    for (std::uint32_t i = 1; a.available && a.backend != Backend::Cpu && i < a.device_count; ++i) {
+      const BackendAvailability d = availability(a.backend, i);
+      std::printf("  %-7s %-12s %s\n", "", ("device " + std::to_string(i)).c_str(),
+                  d.available ? d.device.c_str() : d.reason.c_str());
+    }
   }
   std::printf("\nkernels registered in this program:\n");
   for (const KernelInfo& k : registered_kernels()) {

@@ -6,6 +6,9 @@
 //     (a producer and a consumer thread per kernel), and one message per send call;
 //  c. K2K one hop between two kernels: latency measured on the device (globaltimer at send
 //     and at receipt), and throughput over kernel pairs;
+//  m. several devices (ringkernel/multi_gpu.hpp): streaming through a KernelGroup on one
+//     device and on all of them; a round trip through a Pipe between two devices, against
+//     the same two kernels on one device;
 //  d. upstream RingKernel's definitions: "command injection" (host cost to store one
 //     command) and K2K as a host-observed round trip (host -> A -K2K-> B -> host).
 #include <cuda_runtime.h>
@@ -17,6 +20,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <ringkernel/ringkernel.hpp>
@@ -43,6 +47,16 @@ struct Echo16 {
   using Response = Resp16;
   RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Req16& in, Resp16& out) const {
     out = Resp16{in.a, in.b + 1};
+    return ctx.mode() == KernelMode::Parallel || ctx.thread_id() == 0;
+  }
+};
+
+/// A pipeline stage whose output is echo16's input (b + 1).
+struct Fwd16 {
+  using Request = Req16;
+  using Response = Req16;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Req16& in, Req16& out) const {
+    out = Req16{in.a, in.b + 1};
     return ctx.mode() == KernelMode::Parallel || ctx.thread_id() == 0;
   }
 };
@@ -204,6 +218,7 @@ struct PoolActor {
 };
 }  // namespace bench
 RK_KERNEL("bench.echo16", bench::Echo16);
+RK_KERNEL("bench.fwd16", bench::Fwd16);
 RK_KERNEL("bench.pool", bench::PoolActor);
 RK_KERNEL("bench.k2k_source", bench::K2KSource);
 RK_KERNEL("bench.k2k_latency_sink", bench::K2KLatencySink);
@@ -608,16 +623,158 @@ void bench_telemetry_cost(RingKernel& rt, int kernels, std::uint64_t per_kernel,
 
 }  // namespace
 
+/// m. Several devices: a KernelGroup streaming over 1 and over every device, a Pipe's round
+/// trip across devices against the same pipe on one device, and the pipe's throughput.
+void bench_multi_device(bool quick) {
+  const std::uint32_t n = availability(Backend::Cuda).device_count;
+  std::vector<std::uint32_t> devs;
+  for (std::uint32_t i = 0; i < n; ++i) devs.push_back(i);
+  if (n == 1) devs = {0, 0};  // two runtimes on the one GPU: the same code paths, no second device
+  MultiGpuCoordinator c = MultiGpuCoordinator::builder().backend(Backend::Cuda).preferred_devices(devs).build().value();
+  row("m. devices", n >= 2 ? fmt("%.0f GPUs", double(n)) : std::string("one GPU (two runtimes on it)"));
+  const LaunchOptions par{.mode = KernelMode::Parallel, .block_size = 512, .input_queue_capacity = 1u << 16,
+                          .output_queue_capacity = 1u << 16};
+  auto stream = [&](std::vector<std::size_t> on, std::uint64_t total) {
+    KernelGroup g = c.launch_group("bench.echo16", par, on).value();
+    const std::size_t threads = on.size();
+    std::atomic<int> go{0};
+    std::atomic<std::uint64_t> received{0}, sum{0};
+    std::vector<std::thread> ts;
+    for (std::size_t t = 0; t < threads; ++t) {
+      ts.emplace_back([&, t] {
+        std::vector<bench::Req16> batch(4096);
+        while (!go.load()) {
+        }
+        const std::uint64_t mine = total / threads, base = t * mine;
+        for (std::uint64_t sent = 0; sent < mine;) {
+          const std::size_t want = std::min<std::uint64_t>(batch.size(), mine - sent);
+          for (std::size_t j = 0; j < want; ++j) batch[j] = bench::Req16{base + sent + j, base + sent + j};
+          sent += g.send_batch(std::span<const bench::Req16>(batch.data(), want), std::chrono::seconds(10)).value();
+        }
+      });
+      ts.emplace_back([&] {
+        std::vector<bench::Resp16> out(4096);
+        while (!go.load()) {
+        }
+        std::uint64_t local = 0;
+        while (received.load(std::memory_order_relaxed) < total) {
+          auto r = g.receive_batch(std::span<bench::Resp16>(out), std::chrono::milliseconds(50));
+          if (!r) continue;
+          for (std::size_t j = 0; j < *r; ++j) local += out[j].b;
+          received.fetch_add(*r, std::memory_order_relaxed);
+        }
+        sum.fetch_add(local);
+      });
+    }
+    const auto t0 = Clock::now();
+    go.store(1);
+    for (auto& t : ts) t.join();
+    const double secs = us_since(t0) * 1e-6;
+    const std::uint64_t all = total / threads * threads;
+    if (received.load() != all || sum.load() != all * (all - 1) / 2 + all) {
+      std::fprintf(stderr, "group streaming: %llu received, checksum mismatch\n",
+                   static_cast<unsigned long long>(received.load()));
+      std::exit(1);
+    }
+    std::string split;
+    for (std::size_t i = 0; i < g.size(); ++i) split += (i ? " / " : "") + std::to_string(g.sent_to(i));
+    g.terminate().value();
+    return std::make_pair(double(all) / secs, split);
+  };
+  const std::uint64_t total = quick ? 4'000'000 : 40'000'000;
+  std::vector<std::size_t> everyone;
+  for (std::size_t i = 0; i < c.device_count(); ++i) everyone.push_back(i);
+  const auto one = stream({0}, total / 2);
+  const auto all = stream(everyone, total);
+  row("m. KernelGroup streaming 16 B, batch API, 1 device (1+1 threads)", fmt("%.1f M msg/s", one.first / 1e6));
+  row(("m. KernelGroup streaming 16 B, batch API, " + std::to_string(everyone.size()) + " devices").c_str(),
+      fmt("%.1f M msg/s", all.first / 1e6) + " (per replica " + all.second + ")");
+
+  auto pipe_round_trips = [&](std::size_t d0, std::size_t d1, int iters) {
+    // Latency: one-warp actors, as in section a. The baseline forwards by hand in the
+    // calling thread (receive from A, send to B): what a program does without a Pipe.
+    std::vector<double> out, by_hand;
+    {
+      KernelHandle a = c.launch_on(d0, "bench.fwd16", LaunchOptions{.block_size = 32, .kernel_id = "lat.a"}).value();
+      KernelHandle b = c.launch_on(d1, "bench.echo16", LaunchOptions{.block_size = 32, .kernel_id = "lat.b"}).value();
+      for (int i = -1000; i < iters; ++i) {
+        const auto t0 = Clock::now();
+        if (a.try_send(bench::Req16{static_cast<std::uint64_t>(i), 1}) != Status::Ok) std::abort();
+        bench::Req16 mid{};
+        while (a.try_receive(mid) != Status::Ok) {
+        }
+        if (b.try_send(mid) != Status::Ok) std::abort();
+        bench::Resp16 r{};
+        while (b.try_receive(r) != Status::Ok) {
+        }
+        if (i >= 0) by_hand.push_back(us_since(t0));
+        if (r.b != 3) std::abort();
+      }
+      Pipe p = pipe(a, b).value();
+      for (int i = -1000; i < iters; ++i) {
+        const auto t0 = Clock::now();
+        if (a.try_send(bench::Req16{static_cast<std::uint64_t>(i), 1}) != Status::Ok) std::abort();
+        bench::Resp16 r{};
+        while (b.try_receive(r) != Status::Ok) {
+        }
+        if (i >= 0) out.push_back(us_since(t0));
+        if (r.b != 3) std::abort();
+      }
+    }
+    LaunchOptions o = par;
+    o.block_size = 256;
+    o.kernel_id = "pipe.a";
+    KernelHandle a = c.launch_on(d0, "bench.fwd16", o).value();
+    o.kernel_id = "pipe.b";
+    KernelHandle b = c.launch_on(d1, "bench.echo16", o).value();
+    Pipe p = pipe(a, b).value();
+    // Throughput: a producer into a, a consumer out of b, the relay between.
+    constexpr std::uint64_t kN = 2'000'000;
+    const std::uint64_t per = quick ? kN / 10 : kN;
+    std::thread prod([&] {
+      std::vector<bench::Req16> batch(4096);
+      for (std::uint64_t sent = 0; sent < per;) {
+        const std::size_t want = std::min<std::uint64_t>(batch.size(), per - sent);
+        for (std::size_t j = 0; j < want; ++j) batch[j] = bench::Req16{sent + j, 0};
+        sent += a.try_send_batch(std::span<const bench::Req16>(batch.data(), want));
+      }
+    });
+    const auto t0 = Clock::now();
+    std::vector<bench::Resp16> rx(4096);
+    std::uint64_t got = 0, next = 0;
+    while (got < per) {
+      const std::size_t m = b.try_receive_batch(std::span<bench::Resp16>(rx));
+      for (std::size_t j = 0; j < m; ++j)
+        if (rx[j].a != next++ || rx[j].b != 2) std::abort();  // in order, both stages ran
+      got += m;
+    }
+    const double rate = double(per) / (us_since(t0) * 1e-6);
+    prod.join();
+    return std::make_tuple(percentiles(out), rate, percentiles(by_hand));
+  };
+  const int iters = quick ? 2000 : 20000;
+  const auto cross = pipe_round_trips(0, 1, iters);
+  const auto same = pipe_round_trips(0, 0, iters);
+  row("m. host -> A (dev 0) -> Pipe -> B (dev 1) -> host, round trip",
+      fmt("p50 %.2f us  p99 %.2f us", std::get<0>(cross).p50, std::get<0>(cross).p99));
+  row("m. baseline: the same, forwarded by hand in the caller",
+      fmt("p50 %.2f us  p99 %.2f us", std::get<2>(cross).p50, std::get<2>(cross).p99));
+  row("m. baseline: Pipe with A and B on device 0",
+      fmt("p50 %.2f us  p99 %.2f us", std::get<0>(same).p50, std::get<0>(same).p99));
+  row("m. Pipe throughput dev 0 -> dev 1 (in order, checked)", fmt("%.1f M msg/s", std::get<1>(cross) / 1e6));
+  row("m. baseline: Pipe throughput on device 0", fmt("%.1f M msg/s", std::get<1>(same) / 1e6));
+}
+
 int main(int argc, char** argv) {
-  // --quick: fewer iterations; --only=LETTERS: the sections to run (a b c e f g; default all).
+  // --quick: fewer iterations; --only=LETTERS: the sections to run (a b c e f g m; default all).
   bool quick = false;
-  std::string only = "abcefg";
+  std::string only = "abcefgm";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") quick = true;
     else if (arg.rfind("--only=", 0) == 0) only = arg.substr(7);
     else {
-      std::fprintf(stderr, "usage: cuda_bench [--quick] [--only=abcefg]\n");
+      std::fprintf(stderr, "usage: cuda_bench [--quick] [--only=abcefgm]\n");
       return 2;
     }
   }
@@ -656,6 +813,7 @@ int main(int argc, char** argv) {
     bench_telemetry_cost(rt, 1, quick ? 1'000'000 : 10'000'000, 9);
   }
   if (want('g')) bench_publish(rt, quick ? 2000 : 20000);
+  if (want('m')) bench_multi_device(quick);
   std::printf("\n==== summary (%s) ====\n", a.device.c_str());
   for (const auto& r : rows) std::printf("%s\n", r.c_str());
   return 0;

@@ -241,6 +241,29 @@ __global__ void k2k_floor(unsigned long long* mem, int n, int mode, unsigned lon
   out[8 + me] = sum;
 }
 
+/// One side of a ping-pong between two GPUs: each polls a word in its own memory and writes
+/// the peer's word across the peer link (P2P). The first side times 2n hops. Gives up after
+/// ~2^26 empty polls (out[0] = 0): a link that never delivers does not hang the probe.
+__global__ void p2p_side(unsigned long long* local, unsigned long long* remote, int n, int first,
+                         unsigned long long* out) {
+  const unsigned long long t0 = gt();
+  for (unsigned long long i = 1; i <= static_cast<unsigned long long>(n); ++i) {
+    if (!first || i > 1) {
+      const unsigned long long want = first ? i - 1 : i;
+      unsigned long long v = 0, spins = 0;
+      do {
+        asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(local) : "memory");
+        if (++spins > (1ull << 26)) {
+          if (first) out[0] = 0;
+          return;
+        }
+      } while (v < want);
+    }
+    asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(remote), "l"(i) : "memory");
+  }
+  if (first) out[0] = (gt() - t0) / (2ull * n - 1);
+}
+
 int main() {
   Line *in, *out;
   CK(cudaHostAlloc(&in, 4 * sizeof(Line), cudaHostAllocMapped));
@@ -321,5 +344,49 @@ int main() {
     CK(cudaStreamSynchronize(s));
     std::printf("device hop floor, two blocks, %-44s %llu ns (CAS %llu ns)\n", fm[mode], res[mode], res[4 + mode]);
   }
+  // Two GPUs: can they reach each other's memory, and what does one hop across cost?
+  int gpus = 0;
+  CK(cudaGetDeviceCount(&gpus));
+  if (gpus < 2) {
+    std::printf("p2p: one GPU here, nothing to measure\n");
+    return 0;
+  }
+  int a01 = 0, a10 = 0;
+  CK(cudaDeviceCanAccessPeer(&a01, 0, 1));
+  CK(cudaDeviceCanAccessPeer(&a10, 1, 0));
+  std::printf("p2p: GPU 0 -> 1 access %s, GPU 1 -> 0 access %s\n", a01 ? "yes" : "no", a10 ? "yes" : "no");
+  for (int d = 0; d < 2; ++d) {
+    int rank = 0, atomics = 0;
+    if (cudaDeviceGetP2PAttribute(&rank, cudaDevP2PAttrPerformanceRank, d, 1 - d) == cudaSuccess &&
+        cudaDeviceGetP2PAttribute(&atomics, cudaDevP2PAttrNativeAtomicSupported, d, 1 - d) == cudaSuccess)
+      std::printf("p2p: GPU %d -> %d performance rank %d, native atomics %d\n", d, 1 - d, rank, atomics);
+  }
+  if (!a01 || !a10) return 0;
+  unsigned long long* flag[2];
+  cudaStream_t ps[2];
+  for (int d = 0; d < 2; ++d) {
+    CK(cudaSetDevice(d));
+    const cudaError_t e = cudaDeviceEnablePeerAccess(1 - d, 0);
+    if (e != cudaSuccess && e != cudaErrorPeerAccessAlreadyEnabled) {
+      std::printf("p2p: enabling peer access from GPU %d: %s\n", d, cudaGetErrorString(e));
+      return 0;
+    }
+    CK(cudaMalloc(&flag[d], 256));
+    CK(cudaMemset(flag[d], 0, 256));
+    CK(cudaStreamCreateWithFlags(&ps[d], cudaStreamNonBlocking));
+    CK(cudaDeviceSynchronize());
+  }
+  const int n = 20000;
+  CK(cudaSetDevice(1));
+  p2p_side<<<1, 1, 0, ps[1]>>>(flag[1], flag[0], n, 0, res);
+  CK(cudaSetDevice(0));
+  p2p_side<<<1, 1, 0, ps[0]>>>(flag[0], flag[1], n, 1, res);
+  CK(cudaStreamSynchronize(ps[0]));
+  CK(cudaSetDevice(1));
+  CK(cudaStreamSynchronize(ps[1]));
+  if (res[0] == 0)
+    std::printf("p2p: the ping-pong across GPUs stalled (writes across the link not seen)\n");
+  else
+    std::printf("p2p: one hop GPU -> GPU (poll own memory, release store to the peer's) %llu ns\n", res[0]);
   return 0;
 }

@@ -18,6 +18,16 @@ struct BackendAvailability {
   /// The device is a CPU implementation of a GPU API (e.g. Mesa lavapipe): usable when
   /// asked for by name, but Backend::Auto prefers the native CPU backend over it.
   bool software = false;
+  /// How many devices of this backend this process can use (CUDA devices, suitable Vulkan
+  /// devices; the CPU counts as one). Filled whether or not `device_index` is one of them.
+  std::uint32_t device_count = 0;
+  /// What is known of the device (0 where the backend does not say): its memory in bytes
+  /// (CUDA: global memory; Vulkan: the largest device-local heap; CPU: physical memory),
+  /// its compute units (CUDA: SMs; CPU: hardware threads) and, on CUDA, its compute
+  /// capability as major * 10 + minor.
+  std::uint64_t memory_bytes = 0;
+  std::uint32_t compute_units = 0;
+  std::uint32_t compute_capability = 0;
 };
 
 /// One entry per backend (Cpu, Cuda, Vulkan, Metal), in that order.

@@ -9,6 +9,7 @@
 #include "ringkernel/hlc.hpp"
 #include "ringkernel/memory.hpp"
 #include "ringkernel/message.hpp"
+#include "ringkernel/multi_gpu.hpp"
 #include "ringkernel/pubsub.hpp"
 #include "ringkernel/queue.hpp"
 #include "ringkernel/registry.hpp"

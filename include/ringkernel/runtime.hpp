@@ -15,8 +15,10 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -349,6 +351,10 @@ class KernelCore {
   RuntimeCore* runtime = nullptr;  ///< null once the runtime has shut down
   HlcClock* host_clock = nullptr;  ///< the runtime's clock; null once the runtime has shut down
   Broker* broker = nullptr;  ///< the runtime's broker: where ctx.publish() goes (set before start)
+  /// Run first when the core is destroyed, before any of its memory goes: what holds a
+  /// pointer to it on another thread (a Pipe's relay) stops there. Guarded by hooks_mutex.
+  std::mutex hooks_mutex;
+  std::vector<std::function<void()>> on_destroy;
 
   /// Whether the kernel has left its loop. `checks` is the caller's counter (see
   /// control_uncached): send_checks / recv_checks under their locks, or a local one.
@@ -566,6 +572,8 @@ class RingKernelRuntime {
   virtual void forget(detail::KernelCore& core) noexcept = 0;
   /// Human-readable description of the device ("CPU (2 threads)", "NVIDIA H100 …").
   virtual std::string device_name() const = 0;
+  /// Bytes of device memory free now, where the backend can tell.
+  virtual std::optional<std::uint64_t> free_memory() const { return std::nullopt; }
 };
 
 class RingKernelBuilder;
@@ -598,6 +606,12 @@ class RingKernel {
 
   /// Ids of the kernels currently launched.
   std::vector<KernelId> kernels() const;
+  /// Whether `kernel` was launched by this runtime.
+  bool owns(const KernelHandle& kernel) const noexcept;
+  /// Bytes of memory free on this runtime's device now (CUDA: cudaMemGetInfo; CPU: the
+  /// available physical memory), or nothing where the backend cannot tell (Vulkan). Under
+  /// Auto, the device Auto picks for GPU kernels.
+  std::optional<std::uint64_t> free_memory() const;
 
   /// The runtime's host clock (stamps host sends, merges kernel stamps on receive).
   HlcClock& clock() noexcept;

@@ -73,10 +73,19 @@ class TscWallClock {
     std::uint32_t s = seq_.load(std::memory_order_relaxed);
     if ((s & 1u) || !seq_.compare_exchange_strong(s, s + 1, std::memory_order_acquire)) return realtime_ns();
     std::atomic_thread_fence(std::memory_order_release);  // seqlock writer: odd before the data
-    const std::uint64_t t0 = __rdtsc();
-    const std::uint64_t ns = realtime_ns();
-    const std::uint64_t t1 = __rdtsc();
-    const std::uint64_t t = t0 + (t1 - t0) / 2;  // the counter at the clock read, within its cost
+    // The counter at the clock read, within the read's cost: the tightest of three
+    // brackets (a thread preempted inside one would anchor the clock that far off).
+    std::uint64_t t = 0, ns = 0, widest = ~std::uint64_t{0};
+    for (int i = 0; i < 3; ++i) {
+      const std::uint64_t t0 = __rdtsc();
+      const std::uint64_t n = realtime_ns();
+      const std::uint64_t t1 = __rdtsc();
+      if (t1 - t0 < widest) {
+        widest = t1 - t0;
+        t = t0 + (t1 - t0) / 2;
+        ns = n;
+      }
+    }
     if (first_tsc_ == 0 || t <= first_tsc_ || ns <= first_ns_) {
       first_tsc_ = t;
       first_ns_ = ns;

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <mutex>
+#include <thread>
+
+#include <unistd.h>
 
 #include "ringkernel/availability.hpp"
 #include "ringkernel/cuda/program.hpp"
@@ -79,10 +82,15 @@ BackendAvailability availability(Backend b, std::uint32_t device_index) {
   BackendAvailability a;
   a.backend = b;
   switch (b) {
-    case Backend::Cpu:
+    case Backend::Cpu: {
       a.available = true;
       a.device = "CPU";
+      a.device_count = 1;
+      a.compute_units = std::max(1u, std::thread::hardware_concurrency());
+      const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+      if (pages > 0 && page > 0) a.memory_bytes = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
       return a;
+    }
     case Backend::Metal:
       a.reason = "Metal is not supported by the C++ library (Apple GPUs are reached through Vulkan via a "
                  "portability layer)";

@@ -18,6 +18,7 @@ RuntimeCore::RuntimeCore(Backend req, std::uint32_t dev, std::uint64_t node_id, 
 RuntimeCore::~RuntimeCore() { (void)shutdown(KernelHandle::kDefaultTimeout); }
 
 Result<RingKernelRuntime*> RuntimeCore::runtime_for(Backend b) {
+  std::lock_guard lock(runtimes_mutex_);
   std::unique_ptr<RingKernelRuntime>* slot = nullptr;
   switch (b) {
     case Backend::Cpu: return cpu_.get();
@@ -67,6 +68,17 @@ std::optional<BackendAvailability> RuntimeCore::auto_gpu(const KernelInfo* info)
     if (a.available && !a.software) return a;
   }
   return std::nullopt;
+}
+
+std::optional<std::uint64_t> RuntimeCore::free_memory() {
+  Backend b = requested;
+  if (b == Backend::Auto) {
+    const auto gpu = auto_gpu(nullptr);
+    b = gpu ? gpu->backend : Backend::Cpu;
+  }
+  auto rt = runtime_for(b);
+  if (!rt) return std::nullopt;
+  return (*rt)->free_memory();
 }
 
 Result<KernelHandle> RuntimeCore::launch(std::string_view name, const LaunchOptions& opt) {
@@ -254,6 +266,10 @@ Result<void> RingKernel::connect(const KernelHandle& from, const KernelHandle& t
 }
 
 std::vector<KernelId> RingKernel::kernels() const { return core_->kernels(); }
+bool RingKernel::owns(const KernelHandle& kernel) const noexcept {
+  return kernel.valid() && kernel.core_ptr()->runtime == core_.get();
+}
+std::optional<std::uint64_t> RingKernel::free_memory() const { return core_->free_memory(); }
 HlcClock& RingKernel::clock() noexcept { return core_->clock; }
 Broker& RingKernel::broker() noexcept { return *core_->broker; }
 Result<void> RingKernel::shutdown(Duration timeout) { return core_->shutdown(timeout); }

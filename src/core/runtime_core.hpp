@@ -31,6 +31,8 @@ class RuntimeCore {
   /// build for (any, when null) and that is a hardware device here (a software Vulkan
   /// device is slower than the native CPU backend, so Auto does not pick it). Empty: the CPU.
   std::optional<BackendAvailability> auto_gpu(const KernelInfo* info) const;
+  /// Free memory of the device this runtime runs GPU kernels on (see RingKernel::free_memory).
+  std::optional<std::uint64_t> free_memory();
 
   Backend requested;
   std::uint32_t device_index;
@@ -42,6 +44,7 @@ class RuntimeCore {
   Result<Backend> choose_backend(const KernelInfo& info);
 
   mutable std::mutex mutex_;
+  std::mutex runtimes_mutex_;  ///< runtime_for's lazy creation (a leaf lock)
   std::unique_ptr<RingKernelRuntime> cpu_;
   std::unique_ptr<RingKernelRuntime> cuda_;
   std::unique_ptr<RingKernelRuntime> vulkan_;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <sched.h>
+#include <unistd.h>
 
 #include "../core/runtime_core.hpp"
 #include "fiber.hpp"
@@ -204,6 +205,11 @@ class CpuRuntime final : public RingKernelRuntime {
     for (auto& t : tenant_of_) t.store(-1, std::memory_order_relaxed);
   }
   Backend backend() const noexcept override { return Backend::Cpu; }
+  std::optional<std::uint64_t> free_memory() const override {
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return std::nullopt;
+    return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
+  }
   std::string device_name() const override {
     return "CPU (" + std::to_string(std::thread::hardware_concurrency()) + " hardware threads)";
   }

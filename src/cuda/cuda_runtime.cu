@@ -11,7 +11,8 @@
 //    communicating persistent kernels.
 //  * No call that synchronises the whole device (cudaFree, cudaFreeHost, cudaDeviceSynchronize,
 //    the legacy default stream) while a persistent kernel runs: it would wait forever.
-//    Memory of terminated kernels is kept until no kernel runs, then freed.
+//    Memory of terminated kernels and runtimes is kept until no kernel of the process runs
+//    (several runtimes may share a GPU), then freed (Ledger).
 //  * A faulted kernel is detected by polling cudaStreamQuery while the host waits.
 #include <cuda_runtime.h>
 
@@ -49,6 +50,27 @@ Error cuda_error(ErrorCode code, const std::string& what, cudaError_t e) {
     if (rk_err_ != cudaSuccess) return cuda_error(code, what, rk_err_); \
   } while (0)
 
+/// Makes the runtime's device current on this thread for one call, and restores the one that
+/// was. Every entry point of the backend that calls CUDA starts with one: the current
+/// device is per host thread, and a program may drive runtimes of several GPUs
+/// (ringkernel/multi_gpu.hpp) from one thread.
+class DeviceScope {
+ public:
+  explicit DeviceScope(std::uint32_t device) noexcept : want_(static_cast<int>(device)) {
+    if (cudaGetDevice(&prev_) != cudaSuccess) prev_ = -1;
+    if (prev_ != want_) cudaSetDevice(want_);
+  }
+  ~DeviceScope() {
+    if (prev_ >= 0 && prev_ != want_) cudaSetDevice(prev_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int want_;
+  int prev_ = -1;
+};
+
 __global__ void rk_clock_probe(unsigned long long* out) {
   unsigned long long t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -64,6 +86,7 @@ BackendAvailability probe(std::uint32_t device_index) {
     a.reason = std::string("the CUDA runtime found no usable GPU: ") + cudaGetErrorString(e);
     return a;
   }
+  a.device_count = static_cast<std::uint32_t>(count);
   if (count == 0) {
     a.reason = "no CUDA device is present";
     return a;
@@ -87,16 +110,70 @@ BackendAvailability probe(std::uint32_t device_index) {
     return a;
   }
   a.available = true;
+  a.memory_bytes = p.totalGlobalMem;
+  a.compute_units = static_cast<std::uint32_t>(p.multiProcessorCount);
+  a.compute_capability = static_cast<std::uint32_t>(p.major * 10 + p.minor);
   a.device = std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
              std::to_string(p.multiProcessorCount) + " SMs)";
   return a;
 }
 
-/// Allocations that must outlive the kernel that used them until no kernel runs.
+/// Allocations that must outlive the kernels that may use them, tagged with their device.
 struct Graveyard {
-  std::vector<void*> host;
-  std::vector<void*> device;
-  std::vector<cudaStream_t> streams;
+  std::vector<std::pair<std::uint32_t, void*>> host;
+  std::vector<std::pair<std::uint32_t, void*>> device;
+  std::vector<std::pair<std::uint32_t, cudaStream_t>> streams;
+};
+
+/// Process-wide count of running persistent kernels and what waits to be freed. cudaFree,
+/// cudaFreeHost and cudaStreamDestroy may wait for work on the device — a persistent kernel
+/// never finishes — so nothing is freed while any kernel of any runtime runs: several
+/// runtimes may share a GPU (ringkernel/multi_gpu.hpp), and a free by one would wait on the
+/// other's kernels. Memory is freed when the last kernel of the process stops.
+class Ledger {
+ public:
+  static Ledger& get() {
+    static Ledger* l = new Ledger;  // never destroyed: runtimes may outlive static destruction order
+    return *l;
+  }
+  void started() {
+    std::lock_guard lock(m_);
+    ++running_;
+  }
+  void stopped() {
+    std::lock_guard lock(m_);
+    if (running_ > 0) --running_;
+    collect_locked();
+  }
+  void bury(Graveyard g) {
+    std::lock_guard lock(m_);
+    auto add = [](auto& to, auto& from) { to.insert(to.end(), from.begin(), from.end()); };
+    add(g_.host, g.host);
+    add(g_.device, g.device);
+    add(g_.streams, g.streams);
+    collect_locked();
+  }
+
+ private:
+  void collect_locked() noexcept {
+    if (running_ != 0) return;
+    for (auto [d, p] : g_.host) {
+      DeviceScope scope(d);
+      cudaFreeHost(p);
+    }
+    for (auto [d, p] : g_.device) {
+      DeviceScope scope(d);
+      cudaFree(p);
+    }
+    for (auto [d, st] : g_.streams) {
+      DeviceScope scope(d);
+      cudaStreamDestroy(st);
+    }
+    g_ = {};
+  }
+  std::mutex m_;
+  int running_ = 0;
+  Graveyard g_;
 };
 
 class CudaKernel;
@@ -112,14 +189,20 @@ class CudaRuntime final : public RingKernelRuntime {
 
   Backend backend() const noexcept override { return Backend::Cuda; }
   std::string device_name() const override { return name_; }
+  std::optional<std::uint64_t> free_memory() const override {
+    DeviceScope scope(device_);
+    std::size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) return std::nullopt;
+    return free;
+  }
   Result<std::unique_ptr<KernelBackend>> create(KernelCore& core) override;
   Result<void> connect(KernelCore& from, KernelCore& to) override;
   void forget(KernelCore& core) noexcept override;
 
   // Used by CudaKernel.
   void kernel_started(CudaKernel* k) {
+    Ledger::get().started();
     std::lock_guard lock(mutex_);
-    ++running_;
     pumped_.push_back(k);
     if (!pump_.joinable()) pump_ = std::thread([this] { pump_loop(); });
   }
@@ -127,23 +210,14 @@ class CudaRuntime final : public RingKernelRuntime {
     std::lock_guard lock(mutex_);
     pumped_.erase(std::remove(pumped_.begin(), pumped_.end(), k), pumped_.end());
   }
-  void kernel_stopped() {
-    std::lock_guard lock(mutex_);
-    if (running_ > 0) --running_;
-    collect_locked();
-  }
-  void bury(Graveyard g) {
-    std::lock_guard lock(mutex_);
-    graveyard_.host.insert(graveyard_.host.end(), g.host.begin(), g.host.end());
-    graveyard_.device.insert(graveyard_.device.end(), g.device.begin(), g.device.end());
-    graveyard_.streams.insert(graveyard_.streams.end(), g.streams.begin(), g.streams.end());
-    collect_locked();
-  }
+  void kernel_stopped() { Ledger::get().stopped(); }
+  void bury(Graveyard g) { Ledger::get().bury(std::move(g)); }
   cudaStream_t setup_stream() const noexcept { return setup_; }
   std::int64_t clock_offset_us() const noexcept { return clock_offset_us_; }
   std::int64_t* directory() const noexcept { return directory_; }
   DeviceTopicTable* const* topic_word() const noexcept { return topic_word_; }
   int sm_count() const noexcept { return sm_count_; }
+  std::uint32_t device() const noexcept { return device_; }
   /// Bump allocation from the K2K arena (device memory allocated before any kernel ran).
   Result<std::byte*> arena_alloc(std::size_t bytes, const char* what);
   /// Device publish routing: registers with the runtime's broker once (first kernel start).
@@ -161,14 +235,6 @@ class CudaRuntime final : public RingKernelRuntime {
   Result<void> init();
   /// Forwards device publishes to the broker (one host thread per runtime).
   void pump_loop();
-  void collect_locked() noexcept {
-    if (running_ != 0) return;  // a device-wide sync now would wait on a persistent kernel
-    for (void* p : graveyard_.host) cudaFreeHost(p);
-    for (void* p : graveyard_.device) cudaFree(p);
-    for (cudaStream_t s : graveyard_.streams) cudaStreamDestroy(s);
-    graveyard_ = {};
-  }
-
   std::uint32_t device_;
   std::string name_;
   int sm_count_ = 0;
@@ -176,8 +242,6 @@ class CudaRuntime final : public RingKernelRuntime {
   std::int64_t clock_offset_us_ = 0;
   std::int64_t* directory_ = nullptr;
   std::mutex mutex_;
-  int running_ = 0;
-  Graveyard graveyard_;
   // K2K rings come from one arena allocated before any kernel runs: a persistent kernel
   // then never touches memory allocated after its launch (which compute-sanitizer cannot
   // track, and which would need a device allocation while kernels spin).
@@ -323,10 +387,10 @@ void CudaRuntime::pump_loop() {
 }
 
 Result<void> CudaRuntime::init() {
+  DeviceScope scope(device_);
   const BackendAvailability a = probe(device_);
   if (!a.available) return Error(ErrorCode::BackendUnavailable, "cuda backend unavailable: " + a.reason);
   name_ = a.device;
-  RK_CUDA_TRY(cudaSetDevice(static_cast<int>(device_)), ErrorCode::BackendError, "cudaSetDevice");
   cudaDeviceProp p{};
   RK_CUDA_TRY(cudaGetDeviceProperties(&p, static_cast<int>(device_)), ErrorCode::BackendError, "cudaGetDeviceProperties");
   sm_count_ = p.multiProcessorCount;
@@ -355,7 +419,7 @@ Result<void> CudaRuntime::init() {
     const cudaError_t e = cudaStreamSynchronize(setup_);
     const std::uint64_t t1 = hlc::wall_clock_us();
     if (e != cudaSuccess) {
-      cudaFreeHost(probe_out);
+      Ledger::get().bury(Graveyard{{{device_, probe_out}}, {}, {}});
       return cuda_error(ErrorCode::BackendError, "clock calibration kernel", e);
     }
     const auto span = static_cast<std::int64_t>(t1 - t0);
@@ -365,7 +429,8 @@ Result<void> CudaRuntime::init() {
       clock_offset_us_ = static_cast<std::int64_t>((t0 + t1) / 2) - gpu_us;
     }
   }
-  cudaFreeHost(probe_out);
+  // Not cudaFreeHost now: kernels of another runtime may be running on this GPU.
+  Ledger::get().bury(Graveyard{{{device_, probe_out}}, {}, {}});
 
   RK_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&k2k_arena_), kK2KArenaBytes), ErrorCode::OutOfMemory,
               "cudaMalloc of the 128 MiB K2K ring arena");
@@ -384,21 +449,20 @@ Result<void> CudaRuntime::init() {
 }
 
 CudaRuntime::~CudaRuntime() {
+  DeviceScope scope(device_);
   if (broker_) broker_->clear_route_listener(this);  // the broker outlives the backends
   pump_stop_.store(true, std::memory_order_release);
   if (pump_.joinable()) pump_.join();
-  std::lock_guard lock(mutex_);
-  if (running_ == 0) {
-    collect_locked();
-    if (k2k_arena_) cudaFree(k2k_arena_);
-    if (directory_) cudaFree(directory_);
-    if (setup_) cudaStreamDestroy(setup_);
-  }
-  // Else a kernel never stopped: freeing now would hang on it; the memory is left to the
-  // process exit.
+  // Freed once no kernel of the process runs (a kernel that never stopped keeps it).
+  Graveyard g;
+  if (k2k_arena_) g.device.emplace_back(device_, k2k_arena_);
+  if (directory_) g.device.emplace_back(device_, directory_);
+  if (setup_) g.streams.emplace_back(device_, setup_);
+  Ledger::get().bury(std::move(g));
 }
 
 Result<std::unique_ptr<KernelBackend>> CudaRuntime::create(KernelCore& core) {
+  DeviceScope scope(device_);
   if (poisoned())
     return Error(ErrorCode::BackendError,
                  "an earlier kernel faulted on the GPU and the CUDA context is unusable; restart the process");
@@ -569,6 +633,7 @@ Result<void> CudaKernel::allocate() {
 }
 
 CudaKernel::~CudaKernel() {
+  DeviceScope scope(rt_.device());
   rt_.unregister(this);
   Graveyard g;
   if (stuck_) {
@@ -576,14 +641,16 @@ CudaKernel::~CudaKernel() {
     std::fprintf(stderr, "ringkernel: CUDA kernel '%s' did not stop; its memory is left allocated\n", core_.id.value.c_str());
     return;
   }
-  if (mapped_) g.host.push_back(mapped_);
+  const std::uint32_t dev = rt_.device();
+  if (mapped_) g.host.emplace_back(dev, mapped_);
   for (void* p : {static_cast<void*>(dk_), static_cast<void*>(work_), state_, static_cast<void*>(actor_alive_), initial_state_})
-    if (p) g.device.push_back(p);
-  if (stream_) g.streams.push_back(stream_);
+    if (p) g.device.emplace_back(dev, p);
+  if (stream_) g.streams.emplace_back(dev, stream_);
   rt_.bury(std::move(g));
 }
 
 Result<void> CudaKernel::start() {
+  DeviceScope scope(rt_.device());
   CudaLaunch l{core_.options.grid_size, threads_, shared_bytes_, stream_, dk_, core_.options.cooperative, wide_};
   const auto e = static_cast<cudaError_t>(program_.launch(l));
   if (e != cudaSuccess) return cuda_error(ErrorCode::LaunchFailed, "launching kernel '" + core_.id.value + "'", e);
@@ -621,6 +688,7 @@ void CudaKernel::mark_dead(cudaError_t e) noexcept {
 }
 
 Result<void> CudaKernel::check_health() {
+  DeviceScope scope(rt_.device());
   if (fault_ != cudaSuccess)
     return cuda_error(ErrorCode::KernelFaulted, "kernel '" + core_.id.value + "' faulted on the GPU; the CUDA context is "
                                                 "unusable, restart the process", fault_);
@@ -645,6 +713,7 @@ Result<std::uint64_t> CudaKernel::post_actor_command(ActorOp op, std::uint32_t i
 }
 
 Result<void> CudaKernel::wait_stream(Duration timeout) {
+  DeviceScope scope(rt_.device());
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     const cudaError_t q = cudaStreamQuery(stream_);
@@ -686,6 +755,7 @@ Result<std::byte*> CudaRuntime::arena_alloc(std::size_t bytes, const char* what)
 }
 
 Result<void> CudaRuntime::connect(KernelCore& from, KernelCore& to) {
+  DeviceScope scope(device_);
   auto* f = static_cast<CudaKernel*>(from.impl.get());
   auto* t = static_cast<CudaKernel*>(to.impl.get());
   RouteTable* fr = f->routes();
@@ -724,6 +794,7 @@ Result<void> CudaRuntime::connect(KernelCore& from, KernelCore& to) {
 }
 
 void CudaRuntime::forget(KernelCore& core) noexcept {
+  DeviceScope scope(device_);
   const std::int64_t free_slot = -1;
   cudaMemcpyAsync(directory_ + core.slot, &free_slot, sizeof free_slot, cudaMemcpyHostToDevice, setup_);
   if (core.impl) {
@@ -783,6 +854,7 @@ std::optional<RingView> CudaRuntime::inbox_for(KernelCore& core, CudaKernel& k) 
 }
 
 void CudaRuntime::on_routes(std::uint64_t version, const std::vector<TopicRoute>& routes) {
+  DeviceScope scope(device_);
   std::lock_guard lock(table_mutex_);
   std::vector<DeviceTopicEntry> entries;
   std::unordered_map<TopicId, std::vector<SubscriptionId>> served;

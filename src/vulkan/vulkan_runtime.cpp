@@ -708,6 +708,8 @@ VulkanKernel::~VulkanKernel() {
 BackendAvailability probe(std::uint32_t index) {
   BackendAvailability a;
   a.backend = Backend::Vulkan;
+  if (auto inst = instance())
+    for (const PhysicalDevice& d : (*inst)->devices) a.device_count += d.suitable ? 1u : 0u;
   auto pd = physical_device(index);
   if (!pd) {
     a.reason = pd.error().message();
@@ -716,6 +718,10 @@ BackendAvailability probe(std::uint32_t index) {
   a.available = true;
   a.device = std::string((*pd)->properties.deviceName) + " (" + (*pd)->driver + ")";
   a.software = (*pd)->properties.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+  const VkPhysicalDeviceMemoryProperties& m = (*pd)->memory;
+  for (std::uint32_t h = 0; h < m.memoryHeapCount; ++h)
+    if ((m.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) != 0 && m.memoryHeaps[h].size > a.memory_bytes)
+      a.memory_bytes = m.memoryHeaps[h].size;
   return a;
 }
 

@@ -41,6 +41,16 @@ struct Echo {
   }
 };
 
+/// Doubler: Item -> Item with value * 2 (a pipeline stage whose output is another's input).
+struct Doubler {
+  using Request = Item;
+  using Response = Item;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Item& in, Item& out) const {
+    out = Item{in.seq, in.value * 2};
+    return ctx.thread_id() == 0;
+  }
+};
+
 struct CounterState {
   std::int64_t total;
   std::uint64_t messages;
