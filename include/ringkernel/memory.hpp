@@ -81,6 +81,17 @@ class MemoryPool {
   std::size_t carved_ = 0;
 };
 
+namespace detail {
+/// Ok when [offset, offset + bytes) lies inside a buffer of `size` bytes.
+inline Result<void> check_buffer_range(std::size_t offset, std::size_t bytes, std::size_t size, const char* what) {
+  if (offset > size || bytes > size - offset)
+    return Error(ErrorCode::InvalidArgument, std::string(what) + ": bytes " + std::to_string(offset) + ".." +
+                                                 std::to_string(offset + bytes) + " lie beyond the buffer's " +
+                                                 std::to_string(size));
+  return {};
+}
+}  // namespace detail
+
 /// A buffer in some device's memory.
 class GpuBuffer {
  public:
@@ -92,7 +103,12 @@ class GpuBuffer {
   virtual Result<void> copy_to_host(std::span<std::byte> dst, std::size_t offset = 0) const = 0;
 };
 
-/// Allocates GpuBuffers on one device.
+/// Allocates GpuBuffers on one device (RingKernel::device_memory() gives the runtime's).
+/// A buffer may outlive its allocator. On CUDA, buffers are device memory from the
+/// stream-ordered allocator, copies run on a stream of their own, and neither an allocation,
+/// a copy nor a free waits for the persistent kernels running on the GPU. A kernel reaches
+/// a buffer through its address (device_ptr()) sent in a message or kept in its State, on
+/// every backend with the same handler code.
 class DeviceMemory {
  public:
   virtual ~DeviceMemory() = default;

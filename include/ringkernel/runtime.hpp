@@ -27,6 +27,7 @@
 #include "ringkernel/control.hpp"
 #include "ringkernel/error.hpp"
 #include "ringkernel/hlc.hpp"
+#include "ringkernel/memory.hpp"
 #include "ringkernel/message.hpp"
 #include "ringkernel/queue.hpp"
 #include "ringkernel/telemetry.hpp"
@@ -574,6 +575,8 @@ class RingKernelRuntime {
   virtual std::string device_name() const = 0;
   /// Bytes of device memory free now, where the backend can tell.
   virtual std::optional<std::uint64_t> free_memory() const { return std::nullopt; }
+  /// An allocator of GpuBuffers on this runtime's device (ringkernel/memory.hpp).
+  virtual Result<std::unique_ptr<DeviceMemory>> device_memory();
 };
 
 class RingKernelBuilder;
@@ -612,6 +615,10 @@ class RingKernel {
   /// available physical memory), or nothing where the backend cannot tell (Vulkan). Under
   /// Auto, the device Auto picks for GPU kernels.
   std::optional<std::uint64_t> free_memory() const;
+  /// An allocator of GpuBuffers on this runtime's device (under Auto: the GPU Auto picks,
+  /// else the CPU). CPU: host memory; CUDA: device memory; Vulkan: host-visible memory
+  /// with a device address (device-local where the device maps it for the host).
+  Result<std::unique_ptr<DeviceMemory>> device_memory();
 
   /// The runtime's host clock (stamps host sends, merges kernel stamps on receive).
   HlcClock& clock() noexcept;

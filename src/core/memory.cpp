@@ -140,14 +140,12 @@ class HostBuffer final : public GpuBuffer {
   std::size_t size() const noexcept override { return size_; }
   void* device_ptr() const noexcept override { return data_; }
   Result<void> copy_from_host(std::span<const std::byte> src, std::size_t offset) override {
-    if (offset > size_ || src.size() > size_ - offset)
-      return Error(ErrorCode::InvalidArgument, "copy_from_host: range beyond the buffer");
+    if (auto r = detail::check_buffer_range(offset, src.size(), size_, "copy_from_host"); !r) return r;
     std::memcpy(data_ + offset, src.data(), src.size());
     return {};
   }
   Result<void> copy_to_host(std::span<std::byte> dst, std::size_t offset) const override {
-    if (offset > size_ || dst.size() > size_ - offset)
-      return Error(ErrorCode::InvalidArgument, "copy_to_host: range beyond the buffer");
+    if (auto r = detail::check_buffer_range(offset, dst.size(), size_, "copy_to_host"); !r) return r;
     std::memcpy(dst.data(), data_ + offset, dst.size());
     return {};
   }

@@ -70,13 +70,14 @@ std::optional<BackendAvailability> RuntimeCore::auto_gpu(const KernelInfo* info)
   return std::nullopt;
 }
 
+Backend RuntimeCore::gpu_or_cpu() const {
+  if (requested != Backend::Auto) return requested;
+  const auto gpu = auto_gpu(nullptr);
+  return gpu ? gpu->backend : Backend::Cpu;
+}
+
 std::optional<std::uint64_t> RuntimeCore::free_memory() {
-  Backend b = requested;
-  if (b == Backend::Auto) {
-    const auto gpu = auto_gpu(nullptr);
-    b = gpu ? gpu->backend : Backend::Cpu;
-  }
-  auto rt = runtime_for(b);
+  auto rt = runtime_for(gpu_or_cpu());
   if (!rt) return std::nullopt;
   return (*rt)->free_memory();
 }
@@ -270,6 +271,16 @@ bool RingKernel::owns(const KernelHandle& kernel) const noexcept {
   return kernel.valid() && kernel.core_ptr()->runtime == core_.get();
 }
 std::optional<std::uint64_t> RingKernel::free_memory() const { return core_->free_memory(); }
+Result<std::unique_ptr<DeviceMemory>> RingKernel::device_memory() {
+  auto rt = core_->runtime_for(core_->gpu_or_cpu());
+  if (!rt) return rt.error();
+  return (*rt)->device_memory();
+}
+
+Result<std::unique_ptr<DeviceMemory>> RingKernelRuntime::device_memory() {
+  return Error(ErrorCode::NotImplemented, std::string("the ") + to_string(backend()) +
+                                              " backend has no GpuBuffer allocator (DeviceMemory) yet");
+}
 HlcClock& RingKernel::clock() noexcept { return core_->clock; }
 Broker& RingKernel::broker() noexcept { return *core_->broker; }
 Result<void> RingKernel::shutdown(Duration timeout) { return core_->shutdown(timeout); }

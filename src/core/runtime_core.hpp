@@ -31,8 +31,12 @@ class RuntimeCore {
   /// build for (any, when null) and that is a hardware device here (a software Vulkan
   /// device is slower than the native CPU backend, so Auto does not pick it). Empty: the CPU.
   std::optional<BackendAvailability> auto_gpu(const KernelInfo* info) const;
-  /// Free memory of the device this runtime runs GPU kernels on (see RingKernel::free_memory).
+  /// The backend this runtime's device-wide calls go to: the one asked for, under Auto the
+  /// GPU Auto picks, else the CPU.
+  Backend gpu_or_cpu() const;
+  /// Free memory of that device (see RingKernel::free_memory).
   std::optional<std::uint64_t> free_memory();
+  Result<RingKernelRuntime*> runtime_for(Backend b);
 
   Backend requested;
   std::uint32_t device_index;
@@ -40,7 +44,6 @@ class RuntimeCore {
   std::unique_ptr<Broker> broker;  ///< stamps with `clock`; outlives every kernel's loop
 
  private:
-  Result<RingKernelRuntime*> runtime_for(Backend b);
   Result<Backend> choose_backend(const KernelInfo& info);
 
   mutable std::mutex mutex_;

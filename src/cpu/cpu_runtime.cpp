@@ -205,6 +205,9 @@ class CpuRuntime final : public RingKernelRuntime {
     for (auto& t : tenant_of_) t.store(-1, std::memory_order_relaxed);
   }
   Backend backend() const noexcept override { return Backend::Cpu; }
+  Result<std::unique_ptr<DeviceMemory>> device_memory() override {
+    return std::unique_ptr<DeviceMemory>(std::make_unique<HostDeviceMemory>());
+  }
   std::optional<std::uint64_t> free_memory() const override {
     const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages <= 0 || page <= 0) return std::nullopt;

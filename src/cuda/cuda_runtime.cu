@@ -176,6 +176,78 @@ class Ledger {
   Graveyard g_;
 };
 
+/// The stream a DeviceMemory's copies, allocations and frees run on (shared with its
+/// buffers, which may outlive it).
+struct CopyStream {
+  std::uint32_t device = 0;
+  cudaStream_t stream = nullptr;
+  ~CopyStream() {
+    if (stream) Ledger::get().bury(Graveyard{{}, {}, {{device, stream}}});
+  }
+};
+
+class CudaBuffer final : public GpuBuffer {
+ public:
+  CudaBuffer(std::shared_ptr<CopyStream> s, std::byte* p, std::size_t n, std::shared_ptr<std::atomic<std::size_t>> live)
+      : s_(std::move(s)), p_(p), n_(n), live_(std::move(live)) {
+    live_->fetch_add(n_, std::memory_order_relaxed);
+  }
+  ~CudaBuffer() override {
+    DeviceScope scope(s_->device);
+    cudaFreeAsync(p_, s_->stream);  // stream-ordered: waits for no kernel
+    live_->fetch_sub(n_, std::memory_order_relaxed);
+  }
+  std::size_t size() const noexcept override { return n_; }
+  void* device_ptr() const noexcept override { return p_; }
+  Result<void> copy_from_host(std::span<const std::byte> src, std::size_t offset) override {
+    if (auto r = check_buffer_range(offset, src.size(), n_, "copy_from_host"); !r) return r;
+    return copy(p_ + offset, src.data(), src.size(), cudaMemcpyHostToDevice);
+  }
+  Result<void> copy_to_host(std::span<std::byte> dst, std::size_t offset) const override {
+    if (auto r = check_buffer_range(offset, dst.size(), n_, "copy_to_host"); !r) return r;
+    return copy(dst.data(), p_ + offset, dst.size(), cudaMemcpyDeviceToHost);
+  }
+
+ private:
+  Result<void> copy(void* to, const void* from, std::size_t n, cudaMemcpyKind kind) const {
+    if (n == 0) return {};
+    DeviceScope scope(s_->device);
+    RK_CUDA_TRY(cudaMemcpyAsync(to, from, n, kind, s_->stream), ErrorCode::BackendError, "GpuBuffer copy");
+    RK_CUDA_TRY(cudaStreamSynchronize(s_->stream), ErrorCode::BackendError, "GpuBuffer copy");
+    return {};
+  }
+  std::shared_ptr<CopyStream> s_;
+  std::byte* p_;
+  std::size_t n_;
+  std::shared_ptr<std::atomic<std::size_t>> live_;
+};
+
+class CudaDeviceMemory final : public DeviceMemory {
+ public:
+  CudaDeviceMemory(std::shared_ptr<CopyStream> s, std::string device) : s_(std::move(s)), device_(std::move(device)) {}
+  Result<std::unique_ptr<GpuBuffer>> allocate(std::size_t bytes) override {
+    if (bytes == 0) return Error(ErrorCode::InvalidArgument, "allocate: size 0");
+    DeviceScope scope(s_->device);
+    void* p = nullptr;
+    const cudaError_t e = cudaMallocAsync(&p, bytes, s_->stream);
+    if (e != cudaSuccess) {
+      cudaGetLastError();  // an allocation failure is not sticky: clear it
+      return cuda_error(ErrorCode::OutOfMemory, "allocate: " + std::to_string(bytes) + " bytes of device memory", e);
+    }
+    auto buffer = std::make_unique<CudaBuffer>(s_, static_cast<std::byte*>(p), bytes, live_);  // frees p on error
+    RK_CUDA_TRY(cudaMemsetAsync(p, 0, bytes, s_->stream), ErrorCode::BackendError, "allocate: zeroing");
+    RK_CUDA_TRY(cudaStreamSynchronize(s_->stream), ErrorCode::BackendError, "allocate");
+    return std::unique_ptr<GpuBuffer>(std::move(buffer));
+  }
+  std::string name() const override { return "CUDA device memory (" + device_ + ")"; }
+  std::size_t allocated_bytes() const noexcept override { return live_->load(std::memory_order_relaxed); }
+
+ private:
+  std::shared_ptr<CopyStream> s_;
+  std::string device_;
+  std::shared_ptr<std::atomic<std::size_t>> live_ = std::make_shared<std::atomic<std::size_t>>(0);
+};
+
 class CudaKernel;
 
 class CudaRuntime final : public RingKernelRuntime {
@@ -189,6 +261,19 @@ class CudaRuntime final : public RingKernelRuntime {
 
   Backend backend() const noexcept override { return Backend::Cuda; }
   std::string device_name() const override { return name_; }
+  Result<std::unique_ptr<DeviceMemory>> device_memory() override {
+    DeviceScope scope(device_);
+    int pools = 0;
+    RK_CUDA_TRY(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, static_cast<int>(device_)),
+                ErrorCode::BackendError, "cudaDeviceGetAttribute");
+    if (!pools)
+      return Error(ErrorCode::NotImplemented, name_ + " has no stream-ordered allocator, which GpuBuffers use (a "
+                                                      "cudaFree would wait for the persistent kernels)");
+    auto s = std::make_shared<CopyStream>();
+    s->device = device_;
+    RK_CUDA_TRY(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), ErrorCode::BackendError, "cudaStreamCreate");
+    return std::unique_ptr<DeviceMemory>(std::make_unique<CudaDeviceMemory>(std::move(s), name_));
+  }
   std::optional<std::uint64_t> free_memory() const override {
     DeviceScope scope(device_);
     std::size_t free = 0, total = 0;

@@ -64,6 +64,55 @@ constexpr auto kFenceSlice = std::chrono::milliseconds(100);  // longest single 
 constexpr auto kTickerPark = std::chrono::milliseconds(1);    // safety net: sends ring the bell
 constexpr auto kStopGrace = std::chrono::seconds(5);          // tick dispatch still running at shutdown
 
+/// GpuBuffer of the Vulkan backend: a host-visible buffer with a device address
+/// (device-local where the device exposes it to the host), copied with the host's stores
+/// and loads: no command buffer, no wait on a running dispatch.
+class VulkanBuffer final : public GpuBuffer {
+ public:
+  VulkanBuffer(std::shared_ptr<DeviceContext> ctx, Buffer b, std::size_t n, std::shared_ptr<std::atomic<std::size_t>> live)
+      : ctx_(std::move(ctx)), buf_(std::move(b)), n_(n), live_(std::move(live)) {
+    live_->fetch_add(n_, std::memory_order_relaxed);
+  }
+  ~VulkanBuffer() override { live_->fetch_sub(n_, std::memory_order_relaxed); }
+  std::size_t size() const noexcept override { return n_; }
+  void* device_ptr() const noexcept override { return reinterpret_cast<void*>(static_cast<std::uintptr_t>(buf_.address())); }
+  Result<void> copy_from_host(std::span<const std::byte> src, std::size_t offset) override {
+    if (auto r = ringkernel::detail::check_buffer_range(offset, src.size(), n_, "copy_from_host"); !r) return r;
+    std::memcpy(static_cast<std::byte*>(buf_.mapped()) + offset, src.data(), src.size());
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // drains write-combining buffers (a BAR mapping)
+    return {};
+  }
+  Result<void> copy_to_host(std::span<std::byte> dst, std::size_t offset) const override {
+    if (auto r = ringkernel::detail::check_buffer_range(offset, dst.size(), n_, "copy_to_host"); !r) return r;
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::memcpy(dst.data(), static_cast<const std::byte*>(buf_.mapped()) + offset, dst.size());
+    return {};
+  }
+
+ private:
+  std::shared_ptr<DeviceContext> ctx_;  // outlives buf_ (members go in reverse order)
+  Buffer buf_;
+  std::size_t n_;
+  std::shared_ptr<std::atomic<std::size_t>> live_;
+};
+
+class VulkanDeviceMemory final : public DeviceMemory {
+ public:
+  explicit VulkanDeviceMemory(std::shared_ptr<DeviceContext> ctx) : ctx_(std::move(ctx)) {}
+  Result<std::unique_ptr<GpuBuffer>> allocate(std::size_t bytes) override {
+    if (bytes == 0) return Error(ErrorCode::InvalidArgument, "allocate: size 0");
+    auto b = ctx_->allocate(bytes, Placement::Auto);
+    if (!b) return Error(ErrorCode::OutOfMemory, "allocate: " + std::to_string(bytes) + " bytes: " + b.error().message());
+    return std::unique_ptr<GpuBuffer>(std::make_unique<VulkanBuffer>(ctx_, std::move(*b), bytes, live_));
+  }
+  std::string name() const override { return "Vulkan host-visible device memory (" + ctx_->description() + ")"; }
+  std::size_t allocated_bytes() const noexcept override { return live_->load(std::memory_order_relaxed); }
+
+ private:
+  std::shared_ptr<DeviceContext> ctx_;
+  std::shared_ptr<std::atomic<std::size_t>> live_ = std::make_shared<std::atomic<std::size_t>>(0);
+};
+
 class VulkanRuntime;
 class Ticker;
 
@@ -307,6 +356,9 @@ class VulkanRuntime final : public RingKernelRuntime {
 
   Backend backend() const noexcept override { return Backend::Vulkan; }
   std::string device_name() const override { return ctx_->description(); }
+  Result<std::unique_ptr<DeviceMemory>> device_memory() override {
+    return std::unique_ptr<DeviceMemory>(std::make_unique<VulkanDeviceMemory>(ctx_));
+  }
 
   Result<std::unique_ptr<KernelBackend>> create(KernelCore& core) override {
     const KernelInfo* info = find_kernel(core.registered_name);

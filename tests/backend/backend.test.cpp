@@ -953,5 +953,65 @@ TEST_P(BackendTest, dozens_of_kernels_run_at_once_and_park_when_idle) {
   EXPECT_EQ(rt_->kernels().size(), static_cast<std::size_t>(kKernels));
 }
 
+TEST_P(BackendTest, a_kernel_reads_a_gpu_buffer_the_host_fills_while_it_runs) {
+  auto mem = rt_->device_memory();
+  if (!mem.ok() && mem.error().code() == ErrorCode::NotImplemented) GTEST_SKIP() << mem.error().what();
+  ASSERT_TRUE(mem.ok()) << mem.error().what();
+  DeviceMemory& dm = **mem;
+  EXPECT_FALSE(dm.name().empty());
+  EXPECT_EQ(dm.allocated_bytes(), 0u);
+  std::vector<std::int64_t> table(4096);
+  for (std::size_t i = 0; i < table.size(); ++i) table[i] = static_cast<std::int64_t>(i) * 3 - 1000;
+  std::unique_ptr<GpuBuffer> buf = dm.allocate(table.size() * sizeof(std::int64_t)).value();
+  EXPECT_EQ(dm.allocated_bytes(), table.size() * sizeof(std::int64_t));
+  ASSERT_TRUE(buf->copy_from_host(std::as_bytes(std::span(table))).ok());
+  const auto addr = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(buf->device_ptr()));
+
+  KernelHandle k = launch("test.table_lookup", LaunchOptions{.block_size = 32});
+  std::int64_t total = 0;
+  for (std::uint32_t i = 0; i < 100; ++i) {
+    const std::uint32_t idx = (i * 37) % 4096;
+    auto r = k.call<Reply>(rktest::TableRead{addr, idx, 0}, 5s);
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    EXPECT_EQ(r->value, table[idx]);
+    total += table[idx];
+    EXPECT_EQ(static_cast<std::int64_t>(r->aux), total);
+  }
+  // The host rewrites part of the table under the running kernel; the kernel reads the new
+  // values (the copy completes before the message that names them is sent).
+  const std::vector<std::int64_t> patch(16, -5);
+  ASSERT_TRUE(buf->copy_from_host(std::as_bytes(std::span(patch)), 100 * sizeof(std::int64_t)).ok());
+  for (std::uint32_t idx : {100u, 107u, 115u, 116u}) {
+    auto r = k.call<Reply>(rktest::TableRead{addr, idx, 0}, 5s);
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    EXPECT_EQ(r->value, idx <= 115 ? -5 : table[idx]) << "index " << idx;
+  }
+  std::vector<std::int64_t> back(table.size());
+  ASSERT_TRUE(buf->copy_to_host(std::as_writable_bytes(std::span(back))).ok());
+  for (std::size_t i = 0; i < table.size(); ++i) ASSERT_EQ(back[i], i >= 100 && i < 116 ? -5 : table[i]) << i;
+
+  // Bad input: clear errors, nothing written.
+  auto beyond = buf->copy_from_host(std::as_bytes(std::span(patch)), table.size() * sizeof(std::int64_t) - 8);
+  ASSERT_FALSE(beyond.ok());
+  EXPECT_EQ(beyond.error().code(), ErrorCode::InvalidArgument);
+  auto empty = dm.allocate(0);
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.error().code(), ErrorCode::InvalidArgument);
+  auto huge = dm.allocate(std::size_t{1} << 52);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.error().code(), ErrorCode::OutOfMemory);
+  // Freeing under a running kernel neither waits for it nor disturbs it.
+  buf.reset();
+  EXPECT_EQ(dm.allocated_bytes(), 0u);
+  std::unique_ptr<GpuBuffer> small = dm.allocate(8).value();
+  const std::int64_t answer = 42;
+  ASSERT_TRUE(small->copy_from_host(std::as_bytes(std::span(&answer, 1))).ok());
+  auto r = k.call<Reply>(
+      rktest::TableRead{static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(small->device_ptr())), 0, 0}, 5s);
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  EXPECT_EQ(r->value, 42);
+  EXPECT_TRUE(k.terminate().ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::Values(Backend::Cpu, Backend::Cuda, Backend::Vulkan),
                          backend_name);

@@ -49,6 +49,13 @@ class MultiDeviceTest : public ::testing::TestWithParam<Backend> {
   }
 };
 
+/// "<prefix><i>" (built with +=: g++ 12 warns falsely on "literal" + std::string).
+std::string numbered(const char* prefix, int i) {
+  std::string s(prefix);
+  s += std::to_string(i);
+  return s;
+}
+
 std::string backend_name(const ::testing::TestParamInfo<Backend>& info) {
   switch (info.param) {
     case Backend::Cpu: return "Cpu";
@@ -90,7 +97,7 @@ TEST_P(MultiDeviceTest, placement_follows_the_strategy) {
     std::size_t per[2] = {0, 0};
     for (int i = 0; i < 4; ++i) {
       std::size_t placed = 9;
-      auto k = c.launch("test.echo", LaunchOptions{.block_size = 32, .kernel_id = "e" + std::to_string(i)}, &placed);
+      auto k = c.launch("test.echo", LaunchOptions{.block_size = 32, .kernel_id = numbered("e", i)}, &placed);
       ASSERT_TRUE(k.ok()) << k.error().what();
       ASSERT_LT(placed, 2u);
       EXPECT_EQ(c.device_of(*k), placed);
@@ -107,7 +114,7 @@ TEST_P(MultiDeviceTest, placement_follows_the_strategy) {
     for (int i = 0; i < 3; ++i) {
       std::size_t placed = 9;
       EXPECT_EQ(c.select_device().value(), static_cast<std::size_t>(i % 2));
-      ks.push_back(c.launch("test.echo", LaunchOptions{.block_size = 32, .kernel_id = "r" + std::to_string(i)}, &placed).value());
+      ks.push_back(c.launch("test.echo", LaunchOptions{.block_size = 32, .kernel_id = numbered("r", i)}, &placed).value());
       EXPECT_EQ(placed, static_cast<std::size_t>(i % 2));
     }
   }

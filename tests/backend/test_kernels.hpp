@@ -71,6 +71,29 @@ struct Counter {
   }
 };
 
+struct TableRead {
+  std::uint64_t table;  ///< device address of an int64 table (GpuBuffer::device_ptr)
+  std::uint32_t index;
+  std::uint32_t reserved;
+};
+RK_MESSAGE(TableRead, "test.TableRead", table, index, reserved);
+
+/// Reads element `index` of a table in a GpuBuffer and keeps a running total of what it read.
+struct TableLookup {
+  using Request = TableRead;
+  using Response = Reply;
+  using State = CounterState;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, CounterState& s, const TableRead& in, Reply& out) const {
+    if (ctx.thread_id() != 0) return false;
+    const auto* table = reinterpret_cast<const std::int64_t*>(static_cast<std::uintptr_t>(in.table));
+    const std::int64_t v = table[in.index];
+    s.total += v;
+    ++s.messages;
+    out = Reply{in.index, v, 0, 0, static_cast<std::uint64_t>(s.total)};
+    return true;
+  }
+};
+
 /// Block cooperation: every thread contributes (thread + 1) * value through shared memory
 /// and a barrier; thread 0 sums. Also a warp reduction and a ballot, checked against the
 /// closed form. Needs shared_memory_size >= 8 * block_size.

@@ -8,6 +8,7 @@
 RK_VULKAN_KERNEL("test.echo", rktest::Echo, rktest_spirv::echo);
 RK_VULKAN_KERNEL("test.counter", rktest::Counter, rktest_spirv::counter);
 RK_VULKAN_KERNEL("test.doubler", rktest::Doubler, rktest_spirv::doubler);
+RK_VULKAN_KERNEL("test.table_lookup", rktest::TableLookup, rktest_spirv::table_lookup);
 RK_VULKAN_KERNEL("test.block_sum", rktest::BlockSum, rktest_spirv::block_sum);
 RK_VULKAN_KERNEL("test.faulty", rktest::Faulty, rktest_spirv::faulty);
 RK_VULKAN_KERNEL("test.barrier_in_parallel", rktest::BarrierInParallel, rktest_spirv::barrier_in_parallel);

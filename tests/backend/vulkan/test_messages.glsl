@@ -22,3 +22,8 @@ struct CounterState {
   int64_t total;
   uint64_t messages;
 };
+struct TableRead {
+  uint64_t table;  // device address of an int64 table (GpuBuffer::device_ptr)
+  uint index;
+  uint reserved;
+};
