@@ -9,6 +9,8 @@
 //  m. several devices (ringkernel/multi_gpu.hpp): streaming through a KernelGroup on one
 //     device and on all of them; a round trip through a Pipe between two devices, against
 //     the same two kernels on one device;
+//  s. a heat-equation actor (ringkernel/stencil.hpp) stepping a grid in device memory,
+//     against a kernel launch per step;
 //  d. upstream RingKernel's definitions: "command injection" (host cost to store one
 //     command) and K2K as a host-observed round trip (host -> A -K2K-> B -> host).
 #include <cuda_runtime.h>
@@ -16,7 +18,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -24,6 +28,7 @@
 #include <vector>
 
 #include <ringkernel/ringkernel.hpp>
+#include <ringkernel/stencil.hpp>
 
 #include "../clock.hpp"
 
@@ -58,6 +63,32 @@ struct Fwd16 {
   RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const Req16& in, Req16& out) const {
     out = Req16{in.a, in.b + 1};
     return ctx.mode() == KernelMode::Parallel || ctx.thread_id() == 0;
+  }
+};
+
+/// s. A heat-equation actor: `steps` 5-point stencil steps over float grids in device memory.
+struct HeatRun {
+  std::uint64_t a, b;
+  std::uint32_t nx, ny;
+  std::uint32_t steps;
+  float alpha;
+};
+RK_MESSAGE(HeatRun, "bench.HeatRun", a, b, nx, ny, steps, alpha);
+struct Heat {
+  float alpha;
+  RK_HOST_DEVICE float operator()(const stencil::GridPos<float>& p) const {
+    return p.center() + alpha * (p.north() + p.south() + p.east() + p.west() - 4.0f * p.center());
+  }
+};
+struct HeatActor {
+  using Request = HeatRun;
+  using Response = Resp16;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const HeatRun& in, Resp16& out) const {
+    auto* a = reinterpret_cast<float*>(static_cast<std::uintptr_t>(in.a));
+    auto* b = reinterpret_cast<float*>(static_cast<std::uintptr_t>(in.b));
+    const float* r = stencil::run(ctx, a, b, stencil::Extent{in.nx, in.ny, 1}, stencil::Boundary::Fixed, in.steps, Heat{in.alpha});
+    out = Resp16{r == a ? 0u : 1u, in.steps};
+    return ctx.thread_id() == 0;
   }
 };
 
@@ -219,6 +250,7 @@ struct PoolActor {
 }  // namespace bench
 RK_KERNEL("bench.echo16", bench::Echo16);
 RK_KERNEL("bench.fwd16", bench::Fwd16);
+RK_KERNEL("bench.heat", bench::HeatActor);
 RK_KERNEL("bench.pool", bench::PoolActor);
 RK_KERNEL("bench.k2k_source", bench::K2KSource);
 RK_KERNEL("bench.k2k_latency_sink", bench::K2KLatencySink);
@@ -239,6 +271,19 @@ __global__ void timer_step(unsigned long long* out) {
   }
   *out = best;
 }
+/// Baseline for section s: one step of the same stencil as a grid-wide kernel.
+__global__ void heat_step_kernel(const float* in, float* out, std::uint32_t nx, std::uint32_t ny, float alpha) {
+  const std::uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= nx * ny) return;
+  const std::uint32_t x = i % nx, y = i / nx;
+  if (x == 0 || y == 0 || x == nx - 1 || y == ny - 1) {
+    out[i] = in[i];
+    return;
+  }
+  const float c = in[i];
+  out[i] = c + alpha * (in[i - nx] + in[i + nx] + in[i + 1] + in[i - 1] - 4.0f * c);
+}
+
 __global__ void add_kernel(const bench::Req16* in, bench::Resp16* out) { *out = bench::Resp16{in->a, in->b + 1}; }
 
 namespace {
@@ -765,16 +810,85 @@ void bench_multi_device(bool quick) {
   row("m. baseline: Pipe throughput on device 0", fmt("%.1f M msg/s", std::get<1>(same) / 1e6));
 }
 
+/// s. A simulation in a persistent actor: heat-equation steps over a grid in device memory,
+/// many steps per message, against one kernel launch per step (synchronised each step, and
+/// queued on a stream with one synchronisation at the end). Both results are compared.
+void bench_stencil(RingKernel& rt, bool quick) {
+  auto mem = rt.device_memory().value();
+  for (const std::uint32_t n : {64u, 256u}) {
+    const std::uint32_t steps = quick ? 200 : (n == 64 ? 20000 : 2000);
+    std::vector<float> init(std::size_t{n} * n, 0.0f);
+    for (std::uint32_t y = 0; y < n; ++y) init[std::size_t{y} * n] = 100.0f;
+    auto bytes = std::as_bytes(std::span(init));
+    auto a = mem->allocate(bytes.size()).value(), b = mem->allocate(bytes.size()).value();
+    auto c = mem->allocate(bytes.size()).value(), d = mem->allocate(bytes.size()).value();
+    auto addr = [](const std::unique_ptr<GpuBuffer>& g) { return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(g->device_ptr())); };
+    // The actor: 512 threads, every step in one message.
+    const char* env_threads = std::getenv("RK_HEAT_THREADS");  // the actor's block size (default 512)
+    const std::uint32_t threads = env_threads ? static_cast<std::uint32_t>(std::atoi(env_threads)) : 512u;
+    KernelHandle k = rt.launch("bench.heat", LaunchOptions{.block_size = threads, .kernel_id = "heat"}).value();
+    if (!a->copy_from_host(bytes) || !b->copy_from_host(bytes)) std::abort();
+    (void)k.call<bench::Resp16>(bench::HeatRun{addr(a), addr(b), n, n, 2, 0.2f}).value();  // warm (even: back in a)
+    if (!a->copy_from_host(bytes)) std::abort();
+    const auto t0 = Clock::now();
+    const bench::Resp16 r = k.call<bench::Resp16>(bench::HeatRun{addr(a), addr(b), n, n, steps, 0.2f}, std::chrono::seconds(60)).value();
+    const double actor_us = us_since(t0);
+    if (auto t = k.terminate(); !t) {
+      const KernelStatus st = k.status();
+      std::fprintf(stderr, "heat %ux%u, %u threads: result in %s after %.0f us; terminate: %s (processed %llu)\n", n, n,
+                   threads, r.a == 0 ? "a" : "b", actor_us, t.error().what().c_str(),
+                   static_cast<unsigned long long>(st.messages_processed));
+      std::exit(1);
+    }
+    // Baselines: the same steps as grid-wide kernels.
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    auto run_launches = [&](bool sync_each) {
+      if (!c->copy_from_host(bytes) || !d->copy_from_host(bytes)) std::abort();
+      auto* in = static_cast<float*>(c->device_ptr());
+      auto* out = static_cast<float*>(d->device_ptr());
+      const auto t = Clock::now();
+      for (std::uint32_t i = 0; i < steps; ++i) {
+        heat_step_kernel<<<(n * n + 255) / 256, 256, 0, s>>>(in, out, n, n, 0.2f);
+        if (sync_each) CK(cudaStreamSynchronize(s));
+        std::swap(in, out);
+      }
+      CK(cudaStreamSynchronize(s));
+      return us_since(t);
+    };
+    const double each_us = run_launches(true);
+    const double queued_us = run_launches(false);
+    cudaStreamDestroy(s);
+    // Same answer (within float rounding: nvcc may fuse the stencil's multiply-adds).
+    std::vector<float> x(init.size()), y(init.size());
+    if (!(r.a == 0 ? a : b)->copy_to_host(std::as_writable_bytes(std::span(x)))) std::abort();
+    if (!(steps % 2 == 0 ? c : d)->copy_to_host(std::as_writable_bytes(std::span(y)))) std::abort();
+    double worst = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) worst = std::max(worst, double(std::abs(x[i] - y[i])));
+    if (worst > 1e-2) {
+      std::fprintf(stderr, "stencil: actor and kernels disagree by %g\n", worst);
+      std::exit(1);
+    }
+    const std::string g = std::to_string(n) + "x" + std::to_string(n);
+    row(("s. heat " + g + ", actor (" + std::to_string(threads) + " threads), " + std::to_string(steps) +
+         " steps in one message").c_str(),
+        fmt("%.2f us/step", actor_us / steps));
+    row(("s. baseline: heat " + g + ", a kernel launch + sync per step").c_str(), fmt("%.2f us/step", each_us / steps));
+    row(("s. baseline: heat " + g + ", kernel launches queued, one sync").c_str(),
+        fmt("%.2f us/step (results agree within %.1e)", queued_us / steps, worst));
+  }
+}
+
 int main(int argc, char** argv) {
-  // --quick: fewer iterations; --only=LETTERS: the sections to run (a b c e f g m; default all).
+  // --quick: fewer iterations; --only=LETTERS: the sections to run (a b c e f g m s; default all).
   bool quick = false;
-  std::string only = "abcefgm";
+  std::string only = "abcefgms";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") quick = true;
     else if (arg.rfind("--only=", 0) == 0) only = arg.substr(7);
     else {
-      std::fprintf(stderr, "usage: cuda_bench [--quick] [--only=abcefgm]\n");
+      std::fprintf(stderr, "usage: cuda_bench [--quick] [--only=abcefgms]\n");
       return 2;
     }
   }
@@ -814,6 +928,7 @@ int main(int argc, char** argv) {
   }
   if (want('g')) bench_publish(rt, quick ? 2000 : 20000);
   if (want('m')) bench_multi_device(quick);
+  if (want('s')) bench_stencil(rt, quick);
   std::printf("\n==== summary (%s) ====\n", a.device.c_str());
   for (const auto& r : rows) std::printf("%s\n", r.c_str());
   return 0;

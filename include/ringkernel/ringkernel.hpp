@@ -14,6 +14,7 @@
 #include "ringkernel/queue.hpp"
 #include "ringkernel/registry.hpp"
 #include "ringkernel/runtime.hpp"
+#include "ringkernel/stencil.hpp"
 #include "ringkernel/supervision.hpp"
 #include "ringkernel/telemetry.hpp"
 #include "ringkernel/telemetry_pipeline.hpp"

@@ -1013,5 +1013,80 @@ TEST_P(BackendTest, a_kernel_reads_a_gpu_buffer_the_host_fills_while_it_runs) {
   EXPECT_TRUE(k.terminate().ok());
 }
 
+namespace {
+/// Reference step of Conway's life on a torus (plain loops, independent of stencil.hpp).
+std::vector<std::uint32_t> life_step(const std::vector<std::uint32_t>& g, std::uint32_t nx, std::uint32_t ny) {
+  std::vector<std::uint32_t> out(g.size());
+  for (std::uint32_t y = 0; y < ny; ++y)
+    for (std::uint32_t x = 0; x < nx; ++x) {
+      std::uint32_t n = 0;
+      for (int dy = -1; dy <= 1; ++dy)
+        for (int dx = -1; dx <= 1; ++dx)
+          if (dx || dy) n += g[((y + ny + dy) % ny) * nx + (x + nx + dx) % nx];
+      const std::uint32_t c = g[y * nx + x];
+      out[y * nx + x] = (n == 3 || (c && n == 2)) ? 1 : 0;
+    }
+  return out;
+}
+std::vector<float> heat_step(const std::vector<float>& g, std::uint32_t nx, std::uint32_t ny, float alpha) {
+  std::vector<float> out = g;
+  for (std::uint32_t y = 1; y + 1 < ny; ++y)
+    for (std::uint32_t x = 1; x + 1 < nx; ++x) {
+      const float c = g[y * nx + x];
+      out[y * nx + x] = c + alpha * (g[(y - 1) * nx + x] + g[(y + 1) * nx + x] + g[y * nx + x + 1] + g[y * nx + x - 1] - 4.0f * c);
+    }
+  return out;
+}
+}  // namespace
+
+TEST_P(BackendTest, a_simulation_actor_steps_stencils_over_grids_in_device_memory) {
+  auto mem = rt_->device_memory();
+  if (!mem.ok() && mem.error().code() == ErrorCode::NotImplemented) GTEST_SKIP() << mem.error().what();
+  ASSERT_TRUE(mem.ok()) << mem.error().what();
+  auto address = [](const std::unique_ptr<GpuBuffer>& b) {
+    return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(b->device_ptr()));
+  };
+  // Life, 48 x 40 on a torus: a glider and a blinker, stepped 1, 4, then 30 steps; exact.
+  constexpr std::uint32_t nx = 48, ny = 40;
+  std::vector<std::uint32_t> grid(nx * ny, 0);
+  for (auto [x, y] : {std::pair{1, 0}, {2, 1}, {0, 2}, {1, 2}, {2, 2}, {20, 20}, {21, 20}, {22, 20}}) grid[y * nx + x] = 1;
+  auto a = (*mem)->allocate(grid.size() * 4).value(), b = (*mem)->allocate(grid.size() * 4).value();
+  ASSERT_TRUE(a->copy_from_host(std::as_bytes(std::span(grid))).ok());
+  constexpr std::uint32_t hx = 33, hy = 17;
+  auto ha = (*mem)->allocate(hx * hy * 4).value(), hb = (*mem)->allocate(hx * hy * 4).value();
+  // Launched after the allocations: compute-sanitizer checks a kernel's accesses against
+  // the allocations that existed at its launch.
+  KernelHandle k = launch("test.stencil", LaunchOptions{.block_size = 128});
+  std::vector<std::uint32_t> expect = grid;
+  bool in_a = true;
+  for (std::uint32_t steps : {1u, 4u, 30u}) {
+    const auto& cur = in_a ? a : b;
+    const auto& other = in_a ? b : a;
+    auto r = k.call<Reply>(rktest::StencilRun{address(cur), address(other), nx, ny, steps, 0, 0.0f, 0}, 10s);
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    EXPECT_EQ(r->value, static_cast<std::int64_t>(steps));
+    EXPECT_EQ(r->source, 128u) << "every thread of the block took part";
+    for (std::uint32_t s = 0; s < steps; ++s) expect = life_step(expect, nx, ny);
+    if (r->seq == 1) in_a = !in_a;
+    std::vector<std::uint32_t> got(grid.size());
+    ASSERT_TRUE((in_a ? a : b)->copy_to_host(std::as_writable_bytes(std::span(got))).ok());
+    ASSERT_EQ(got, expect) << "after " << steps << " more steps";
+  }
+  // Heat on 33 x 17 with a fixed border (hot left edge): within float rounding of the reference.
+  std::vector<float> heat(hx * hy, 0.0f);
+  for (std::uint32_t y = 0; y < hy; ++y) heat[y * hx] = 100.0f;
+  ASSERT_TRUE(ha->copy_from_host(std::as_bytes(std::span(heat))).ok());
+  auto r = k.call<Reply>(rktest::StencilRun{address(ha), address(hb), hx, hy, 101, 1, 0.2f, 0}, 10s);
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  EXPECT_EQ(r->seq, 1u) << "101 steps end in the second grid";
+  std::vector<float> ref = heat;
+  for (int s = 0; s < 101; ++s) ref = heat_step(ref, hx, hy, 0.2f);
+  std::vector<float> got(heat.size());
+  ASSERT_TRUE(hb->copy_to_host(std::as_writable_bytes(std::span(got))).ok());
+  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], ref[i], 1e-3f) << "cell " << i;
+  EXPECT_GT(got[hx + 1], 1.0f) << "heat flowed in from the edge";
+  EXPECT_TRUE(k.terminate().ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::Values(Backend::Cpu, Backend::Cuda, Backend::Vulkan),
                          backend_name);

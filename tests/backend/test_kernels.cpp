@@ -4,6 +4,7 @@ RK_KERNEL("test.echo", rktest::Echo);
 RK_KERNEL("test.counter", rktest::Counter);
 RK_KERNEL("test.doubler", rktest::Doubler);
 RK_KERNEL("test.table_lookup", rktest::TableLookup);
+RK_KERNEL("test.stencil", rktest::StencilActor);
 RK_KERNEL("test.block_sum", rktest::BlockSum);
 RK_KERNEL("test.faulty", rktest::Faulty);
 RK_KERNEL("test.barrier_in_parallel", rktest::BarrierInParallel);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ringkernel/ringkernel.hpp>
+#include <ringkernel/stencil.hpp>
 
 namespace rktest {
 using namespace ringkernel;
@@ -91,6 +92,54 @@ struct TableLookup {
     ++s.messages;
     out = Reply{in.index, v, 0, 0, static_cast<std::uint64_t>(s.total)};
     return true;
+  }
+};
+
+struct StencilRun {
+  std::uint64_t a, b;  ///< device addresses of the two grids (GpuBuffers); `a` holds the state
+  std::uint32_t nx, ny;
+  std::uint32_t steps;
+  std::uint32_t kind;  ///< 0: Conway's life (uint32 cells, periodic); 1: heat (float, fixed border)
+  float alpha;         ///< heat: diffusion coefficient
+  std::uint32_t reserved;
+};
+RK_MESSAGE(StencilRun, "test.StencilRun", a, b, nx, ny, steps, kind, alpha, reserved);
+
+struct Life {
+  RK_HOST_DEVICE std::uint32_t operator()(const stencil::GridPos<std::uint32_t>& p) const {
+    std::uint32_t n = 0;
+    for (int dy = -1; dy <= 1; ++dy)
+      for (int dx = -1; dx <= 1; ++dx)
+        if (dx != 0 || dy != 0) n += p.at(dx, dy);
+    return (n == 3 || (p.center() != 0 && n == 2)) ? 1u : 0u;
+  }
+};
+struct Heat {
+  float alpha;
+  RK_HOST_DEVICE float operator()(const stencil::GridPos<float>& p) const {
+    return p.center() + alpha * (p.north() + p.south() + p.east() + p.west() - 4.0f * p.center());
+  }
+};
+
+/// A simulation actor: runs `steps` stencil steps over grids in device memory with the
+/// whole block; replies with the grid that holds the result (seq 0: a, 1: b).
+struct StencilActor {
+  using Request = StencilRun;
+  using Response = Reply;
+  RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const StencilRun& in, Reply& out) const {
+    const stencil::Extent e{in.nx, in.ny, 1};
+    bool first;
+    if (in.kind == 0) {
+      auto* a = reinterpret_cast<std::uint32_t*>(static_cast<std::uintptr_t>(in.a));
+      auto* b = reinterpret_cast<std::uint32_t*>(static_cast<std::uintptr_t>(in.b));
+      first = stencil::run(ctx, a, b, e, stencil::Boundary::Periodic, in.steps, Life{}) == a;
+    } else {
+      auto* a = reinterpret_cast<float*>(static_cast<std::uintptr_t>(in.a));
+      auto* b = reinterpret_cast<float*>(static_cast<std::uintptr_t>(in.b));
+      first = stencil::run(ctx, a, b, e, stencil::Boundary::Fixed, in.steps, Heat{in.alpha}) == a;
+    }
+    out = Reply{first ? 0u : 1u, in.steps, ctx.thread_id(), ctx.block_dim(), 0};
+    return ctx.thread_id() == 0;
   }
 };
 
