@@ -101,6 +101,12 @@ class VulkanDeviceMemory final : public DeviceMemory {
   explicit VulkanDeviceMemory(std::shared_ptr<DeviceContext> ctx) : ctx_(std::move(ctx)) {}
   Result<std::unique_ptr<GpuBuffer>> allocate(std::size_t bytes) override {
     if (bytes == 0) return Error(ErrorCode::InvalidArgument, "allocate: size 0");
+    VkDeviceSize largest = 0;  // no heap this size: refused before the driver is asked
+    const VkPhysicalDeviceMemoryProperties& m = ctx_->physical().memory;
+    for (std::uint32_t h = 0; h < m.memoryHeapCount; ++h) largest = std::max(largest, m.memoryHeaps[h].size);
+    if (bytes > largest)
+      return Error(ErrorCode::OutOfMemory, "allocate: " + std::to_string(bytes) + " bytes is more than the device's " +
+                                               "largest memory heap (" + std::to_string(largest) + " bytes)");
     auto b = ctx_->allocate(bytes, Placement::Auto);
     if (!b) return Error(ErrorCode::OutOfMemory, "allocate: " + std::to_string(bytes) + " bytes: " + b.error().message());
     return std::unique_ptr<GpuBuffer>(std::make_unique<VulkanBuffer>(ctx_, std::move(*b), bytes, live_));
