@@ -127,7 +127,8 @@ class MultiGpuCoordinator {
   RingKernel& runtime(std::size_t i);
 
   /// The device the strategy would pick for `kernel` now (RoundRobin: without moving on).
-  /// Errors: Timeout never; InvalidState when every device is at max_kernels_per_device.
+  /// Errors: InvalidState (every device runs max_kernels_per_device kernels, or a Custom
+  /// selector placed nothing), InvalidArgument (a Custom selector returned no such device).
   Result<std::size_t> select_device(std::string_view kernel = {}) const;
   /// Launches `name` on the device the strategy picks. A device that refuses it for its own
   /// reasons (LaunchFailed, OutOfMemory, BackendError, BackendUnavailable) is recorded in
