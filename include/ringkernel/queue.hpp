@@ -86,6 +86,8 @@ struct RingView {
   }
   /// Racy snapshot of the queue's counters (any thread, any side).
   QueueStats stats() const noexcept;
+  /// Messages waiting (racy, any thread): the two indices only.
+  std::uint64_t depth() const noexcept;
 };
 
 RK_HOST_DEVICE constexpr bool is_power_of_two(std::uint64_t v) noexcept { return v && !(v & (v - 1)); }
@@ -208,6 +210,11 @@ class RingConsumer {
   std::uint64_t tail_cache_ = 0;  // cached producer index
   std::uint64_t max_depth_ = 0;
 };
+
+inline std::uint64_t RingView::depth() const noexcept {
+  const std::uint64_t head = load_acquire(&indices->head), tail = load_acquire(&indices->tail);
+  return tail >= head ? tail - head : 0;
+}
 
 inline QueueStats RingView::stats() const noexcept {
   QueueStats s;

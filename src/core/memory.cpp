@@ -161,11 +161,9 @@ Result<std::unique_ptr<GpuBuffer>> HostDeviceMemory::allocate(std::size_t bytes)
   if (bytes == 0) return Error(ErrorCode::InvalidArgument, "allocate: size 0");
   // More than the machine has can never succeed; refused before the allocator is asked
   // (some allocators, e.g. under AddressSanitizer, abort on absurd sizes instead of failing).
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  if (pages > 0 && page > 0 && bytes / static_cast<std::size_t>(page) > static_cast<std::size_t>(pages))
+  if (const std::uint64_t total = availability(Backend::Cpu).memory_bytes; total != 0 && bytes > total)
     return Error(ErrorCode::OutOfMemory, "allocate: " + std::to_string(bytes) + " bytes is more than this machine's " +
-                                             std::to_string(static_cast<std::size_t>(pages) * static_cast<std::size_t>(page)) +
-                                             " bytes of memory");
+                                             std::to_string(total) + " bytes of memory");
   auto* data = static_cast<std::byte*>(::operator new[](bytes, std::align_val_t(256), std::nothrow));
   if (data == nullptr) return Error(ErrorCode::OutOfMemory, "allocate: no host memory for " + std::to_string(bytes) + " bytes");
   return std::unique_ptr<GpuBuffer>(std::make_unique<HostBuffer>(data, bytes, live_));

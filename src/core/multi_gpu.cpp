@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "backoff.hpp"
+#include "runtime_core.hpp"
 
 namespace ringkernel {
 
@@ -54,14 +55,16 @@ struct MultiGpuCoordinator::Impl {
   std::size_t next = 0;      // round robin
   MultiGpuStats totals;
 
-  std::vector<DeviceStatus> status_locked() const {
+  /// `with_memory`: also ask each backend for its free memory (a driver call per device;
+  /// only status() and MemoryBased placement need it).
+  std::vector<DeviceStatus> status_locked(bool with_memory) const {
     std::vector<DeviceStatus> out;
     out.reserve(devices.size());
     for (const auto& d : devices) {
       DeviceStatus s;
       s.info = d->info;
       s.kernels = static_cast<std::uint32_t>(d->runtime.kernels().size());
-      s.free_memory = d->runtime.free_memory();
+      if (with_memory) s.free_memory = d->runtime.free_memory();
       s.launches = d->launches;
       s.failed_launches = d->failed;
       s.last_error = d->last_error;
@@ -72,7 +75,9 @@ struct MultiGpuCoordinator::Impl {
 
   /// Candidate devices in the order the strategy prefers them (devices with room only).
   Result<std::vector<std::size_t>> candidates_locked(std::string_view kernel) const {
-    const std::vector<DeviceStatus> st = status_locked();
+    const std::vector<DeviceStatus> st =
+        status_locked(config.load_balancing == LoadBalancingStrategy::MemoryBased ||
+                      config.load_balancing == LoadBalancingStrategy::Custom);
     std::vector<std::size_t> order;
     for (std::size_t i = 0; i < st.size(); ++i)
       if (st[i].kernels < config.max_kernels_per_device) order.push_back(i);
@@ -126,14 +131,8 @@ Result<MultiGpuCoordinator> MultiGpuBuilder::build() {
   if (c.backend == Backend::Metal) return Error(ErrorCode::BackendUnavailable, availability(Backend::Metal).reason);
   Backend b = c.backend;
   if (b == Backend::Auto) {
-    b = Backend::Cpu;
-    for (Backend g : {Backend::Cuda, Backend::Vulkan}) {
-      const BackendAvailability a = availability(g, 0);
-      if (a.available && !a.software) {
-        b = g;
-        break;
-      }
-    }
+    const auto gpu = detail::RuntimeCore::auto_gpu(0, nullptr);
+    b = gpu ? gpu->backend : Backend::Cpu;
   }
   // The devices, as (backend index) in the order asked for.
   std::vector<std::uint32_t> indices;
@@ -181,7 +180,7 @@ RingKernel& MultiGpuCoordinator::runtime(std::size_t i) { return impl_->devices.
 
 std::vector<DeviceStatus> MultiGpuCoordinator::status() const {
   std::lock_guard lock(impl_->mutex);
-  return impl_->status_locked();
+  return impl_->status_locked(true);
 }
 
 MultiGpuStats MultiGpuCoordinator::stats() const {
@@ -308,7 +307,7 @@ struct KernelGroup::Impl {
     for (std::size_t k = 0; k < n; ++k) {  // from a rotating start: equal depths take turns
       const std::size_t i = (start + k) % n;
       if (!live(i)) continue;
-      const std::uint64_t d = core(i).input.stats().depth;
+      const std::uint64_t d = core(i).input.depth();  // two index loads (across a bus on Vulkan)
       if (d < best_depth) {
         best_depth = d;
         best = i;
@@ -322,6 +321,27 @@ struct KernelGroup::Impl {
       if (!live(i)) continue;
       KernelCore& c = core(i);
       if (c.kernel_terminated_now() || !c.impl || !c.impl->check_health()) mark_dead(i);
+    }
+  }
+  /// Calls `attempt` until it gives a result, pausing between tries and checking the live
+  /// replicas' health every millisecond; once `timeout` has passed with no result, returns
+  /// `timed_out()`. `attempt` returns nothing to be tried again (after a pass that moved no
+  /// message: one that moved some retries at once, inside it).
+  template <class Attempt, class TimedOut>
+  Result<std::size_t> retry(Duration timeout, Attempt&& attempt, TimedOut&& timed_out) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto deadline = start + timeout;
+    auto next_health = start + kHealthInterval;
+    Backoff backoff;
+    for (;;) {
+      if (std::optional<Result<std::size_t>> r = attempt()) return std::move(*r);
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return timed_out();
+      if (now >= next_health) {
+        check_health();
+        next_health = now + kHealthInterval;
+      }
+      backoff.pause();
     }
   }
   Error none_live() const {
@@ -388,37 +408,31 @@ Result<std::size_t> KernelGroup::send_raw(TypeId type, const void* payload, std:
   if (!impl_ || impl_->size() == 0) return Error(ErrorCode::InvalidState, "send on an empty kernel group");
   if (auto e = impl_->type_error(type, size, true)) return *e;
   Impl& g = *impl_;
-  const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + timeout;
-  auto next_health = start + kHealthInterval;
-  Backoff backoff;
-  for (;;) {
-    const std::size_t n = g.size(), first = g.pick();
-    for (std::size_t k = 0; k < n; ++k) {
-      const std::size_t i = (first + k) % n;
-      if (!g.live(i)) continue;
-      const Status s = g.core(i).try_send_raw(type, payload, size, 0, Priority::Normal);
-      if (s == Status::Ok) {
-        g.sent[i].fetch_add(1, std::memory_order_relaxed);
-        return i;
-      }
-      if (s == Status::Closed || s == Status::Faulted) {
-        g.mark_dead(i);
-      } else if (s != Status::QueueFull) {
-        return Error(to_error_code(s), std::string("send failed: ") + to_string(s));
-      }
-    }
-    if (g.live_count() == 0) return g.none_live();
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline)
-      return Error(ErrorCode::QueueFull, "every live replica of kernel group '" + g.core(0).registered_name +
-                                             "' stayed full; nothing was sent");
-    if (now >= next_health) {
-      g.check_health();
-      next_health = now + kHealthInterval;
-    }
-    backoff.pause();
-  }
+  return g.retry(
+      timeout,
+      [&]() -> std::optional<Result<std::size_t>> {
+        const std::size_t n = g.size(), first = g.pick();
+        for (std::size_t k = 0; k < n; ++k) {
+          const std::size_t i = (first + k) % n;
+          if (!g.live(i)) continue;
+          const Status s = g.core(i).try_send_raw(type, payload, size, 0, Priority::Normal);
+          if (s == Status::Ok) {
+            g.sent[i].fetch_add(1, std::memory_order_relaxed);
+            return Result<std::size_t>(i);
+          }
+          if (s == Status::Closed || s == Status::Faulted) {
+            g.mark_dead(i);
+          } else if (s != Status::QueueFull) {
+            return Result<std::size_t>(Error(to_error_code(s), std::string("send failed: ") + to_string(s)));
+          }
+        }
+        if (g.live_count() == 0) return Result<std::size_t>(g.none_live());
+        return std::nullopt;
+      },
+      [&] {
+        return Error(ErrorCode::QueueFull, "every live replica of kernel group '" + g.core(0).registered_name +
+                                               "' stayed full; nothing was sent");
+      });
 }
 
 Result<std::size_t> KernelGroup::send_keyed_raw(std::uint64_t key, TypeId type, const void* payload, std::uint32_t size,
@@ -441,80 +455,72 @@ Result<std::size_t> KernelGroup::send_batch_raw(TypeId type, const std::byte* pa
   if (!impl_ || impl_->size() == 0) return Error(ErrorCode::InvalidState, "send on an empty kernel group");
   if (auto e = impl_->type_error(type, size, true)) return *e;
   Impl& g = *impl_;
-  const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + timeout;
-  auto next_health = start + kHealthInterval;
-  Backoff backoff;
   std::size_t done = 0;
-  while (done < count) {
-    const std::size_t live = g.live_count();
-    if (live == 0) {
-      if (done == 0) return g.none_live();
-      return Error(ErrorCode::KernelTerminated, "every replica stopped after " + std::to_string(done) + " of " +
-                                                    std::to_string(count) + " messages were sent");
-    }
-    // Each live replica's share of what is left, taken in one publication.
-    const std::size_t share = std::max<std::size_t>(1, (count - done + live - 1) / live);
-    const std::size_t n = g.size(), first = g.pick();
-    bool moved = false;
-    for (std::size_t k = 0; k < n && done < count; ++k) {
-      const std::size_t i = (first + k) % n;
-      if (!g.live(i)) continue;
-      KernelCore& c = g.core(i);
-      const std::size_t m = c.try_send_batch_raw(type, payloads + done * size, size, std::min(share, count - done));
-      if (m) {
-        g.sent[i].fetch_add(m, std::memory_order_relaxed);
-        done += m;
-        moved = true;
-      } else if (c.kernel_terminated_now() || c.state.load() == KernelState::Terminated) {
-        g.mark_dead(i);
-      }
-    }
-    if (moved) continue;
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline)
-      return Error(ErrorCode::QueueFull, "every live replica stayed full; " + std::to_string(done) + " of " +
-                                             std::to_string(count) + " messages were sent");
-    if (now >= next_health) {
-      g.check_health();
-      next_health = now + kHealthInterval;
-    }
-    backoff.pause();
-  }
-  return done;
+  return g.retry(
+      timeout,
+      [&]() -> std::optional<Result<std::size_t>> {
+        for (bool moved = true; moved;) {  // passes that move messages go on at once
+          if (done == count) return Result<std::size_t>(done);
+          const std::size_t live = g.live_count();
+          if (live == 0) {
+            if (done == 0) return Result<std::size_t>(g.none_live());
+            return Result<std::size_t>(Error(ErrorCode::KernelTerminated, "every replica stopped after " +
+                                                                              std::to_string(done) + " of " +
+                                                                              std::to_string(count) + " messages were sent"));
+          }
+          // Each live replica's share of what is left, taken in one publication.
+          const std::size_t share = std::max<std::size_t>(1, (count - done + live - 1) / live);
+          const std::size_t n = g.size(), first = g.pick();
+          moved = false;
+          for (std::size_t k = 0; k < n && done < count; ++k) {
+            const std::size_t i = (first + k) % n;
+            if (!g.live(i)) continue;
+            KernelCore& c = g.core(i);
+            const std::size_t m = c.try_send_batch_raw(type, payloads + done * size, size, std::min(share, count - done));
+            if (m) {
+              g.sent[i].fetch_add(m, std::memory_order_relaxed);
+              done += m;
+              moved = true;
+            } else if (c.kernel_terminated_now() || c.state.load() == KernelState::Terminated) {
+              g.mark_dead(i);
+            }
+          }
+        }
+        return std::nullopt;
+      },
+      [&] {
+        return Error(ErrorCode::QueueFull, "every live replica stayed full; " + std::to_string(done) + " of " +
+                                               std::to_string(count) + " messages were sent");
+      });
 }
 
 Result<std::size_t> KernelGroup::receive_raw(TypeId type, void* out, std::uint32_t size, Duration timeout, Envelope* env) {
   if (!impl_ || impl_->size() == 0) return Error(ErrorCode::InvalidState, "receive on an empty kernel group");
   if (auto e = impl_->type_error(type, size, false)) return *e;
   Impl& g = *impl_;
-  const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + timeout;
-  auto next_health = start + kHealthInterval;
-  Backoff backoff;
-  for (;;) {
-    const std::size_t n = g.size();
-    const std::size_t first = static_cast<std::size_t>(g.rx_next.fetch_add(1, std::memory_order_relaxed) % n);
-    bool open = false;
-    for (std::size_t k = 0; k < n; ++k) {
-      const std::size_t i = (first + k) % n;
-      KernelCore& c = g.core(i);
-      const Status s = c.try_receive_raw(type, out, size, env);
-      if (s == Status::Ok) return i;
-      // A stopped replica may still hold responses: it counts as open until drained.
-      if (s == Status::QueueEmpty && !c.kernel_terminated_now() && c.state.load() != KernelState::Terminated) open = true;
-      if (s != Status::QueueEmpty && s != Status::Closed && s != Status::Faulted)
-        return Error(to_error_code(s), std::string("receive failed: ") + to_string(s));
-    }
-    if (!open) return Error(ErrorCode::KernelTerminated, "every replica of the kernel group has stopped and nothing is left");
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return Error(ErrorCode::Timeout, "no message from any replica of the kernel group in time");
-    if (now >= next_health) {
-      g.check_health();
-      next_health = now + kHealthInterval;
-    }
-    backoff.pause();
-  }
+  return g.retry(
+      timeout,
+      [&]() -> std::optional<Result<std::size_t>> {
+        const std::size_t n = g.size();
+        const std::size_t first = static_cast<std::size_t>(g.rx_next.fetch_add(1, std::memory_order_relaxed) % n);
+        bool open = false;
+        for (std::size_t k = 0; k < n; ++k) {
+          const std::size_t i = (first + k) % n;
+          KernelCore& c = g.core(i);
+          const Status s = c.try_receive_raw(type, out, size, env);
+          if (s == Status::Ok) return Result<std::size_t>(i);
+          // A stopped replica may still hold responses: it counts as open until drained.
+          if (s == Status::QueueEmpty && !c.kernel_terminated_now() && c.state.load() != KernelState::Terminated)
+            open = true;
+          if (s != Status::QueueEmpty && s != Status::Closed && s != Status::Faulted)
+            return Result<std::size_t>(Error(to_error_code(s), std::string("receive failed: ") + to_string(s)));
+        }
+        if (!open)
+          return Result<std::size_t>(
+              Error(ErrorCode::KernelTerminated, "every replica of the kernel group has stopped and nothing is left"));
+        return std::nullopt;
+      },
+      [] { return Error(ErrorCode::Timeout, "no message from any replica of the kernel group in time"); });
 }
 
 Result<std::size_t> KernelGroup::receive_batch_raw(TypeId type, std::byte* out, std::uint32_t size, std::size_t count,

@@ -61,10 +61,10 @@ Result<Backend> RuntimeCore::choose_backend(const KernelInfo& info) {
   return Backend::Cpu;
 }
 
-std::optional<BackendAvailability> RuntimeCore::auto_gpu(const KernelInfo* info) const {
+std::optional<BackendAvailability> RuntimeCore::auto_gpu(std::uint32_t device, const KernelInfo* info) {
   for (Backend b : {Backend::Cuda, Backend::Vulkan}) {
     if (info && !info->has_backend(b)) continue;
-    BackendAvailability a = availability(b, device_index);
+    BackendAvailability a = availability(b, device);
     if (a.available && !a.software) return a;
   }
   return std::nullopt;

@@ -30,7 +30,9 @@ class RuntimeCore {
   /// The GPU Backend::Auto runs a kernel on: the first of CUDA, Vulkan that `info` has a
   /// build for (any, when null) and that is a hardware device here (a software Vulkan
   /// device is slower than the native CPU backend, so Auto does not pick it). Empty: the CPU.
-  std::optional<BackendAvailability> auto_gpu(const KernelInfo* info) const;
+  std::optional<BackendAvailability> auto_gpu(const KernelInfo* info) const { return auto_gpu(device_index, info); }
+  /// The same choice for device `device` (MultiGpuCoordinator's Backend::Auto).
+  static std::optional<BackendAvailability> auto_gpu(std::uint32_t device, const KernelInfo* info);
   /// The backend this runtime's device-wide calls go to: the one asked for, under Auto the
   /// GPU Auto picks, else the CPU.
   Backend gpu_or_cpu() const;

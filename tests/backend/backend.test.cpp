@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "showcase.hpp"
+#include "backend_name.hpp"
 #include "test_kernels.hpp"
 #include <ringkernel/pubsub.hpp>
 
@@ -53,15 +54,6 @@ class BackendTest : public ::testing::TestWithParam<Backend> {
 
   std::optional<RingKernel> rt_;
 };
-
-std::string backend_name(const ::testing::TestParamInfo<Backend>& info) {
-  switch (info.param) {
-    case Backend::Cpu: return "Cpu";
-    case Backend::Cuda: return "Cuda";
-    case Backend::Vulkan: return "Vulkan";
-    default: return "Other";
-  }
-}
 
 /// Telemetry is eventually consistent (a kernel mirrors its counters after a batch or when
 /// it goes idle): wait up to 2 s for a figure to reach its value.
@@ -1089,4 +1081,4 @@ TEST_P(BackendTest, a_simulation_actor_steps_stencils_over_grids_in_device_memor
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::Values(Backend::Cpu, Backend::Cuda, Backend::Vulkan),
-                         backend_name);
+                         rktest::backend_name);

@@ -8,6 +8,7 @@
 #include <set>
 #include <vector>
 
+#include "backend_name.hpp"
 #include "test_kernels.hpp"
 #include <ringkernel/multi_gpu.hpp>
 
@@ -54,15 +55,6 @@ std::string numbered(const char* prefix, int i) {
   std::string s(prefix);
   s += std::to_string(i);
   return s;
-}
-
-std::string backend_name(const ::testing::TestParamInfo<Backend>& info) {
-  switch (info.param) {
-    case Backend::Cpu: return "Cpu";
-    case Backend::Cuda: return "Cuda";
-    case Backend::Vulkan: return "Vulkan";
-    default: return "Other";
-  }
 }
 
 }  // namespace
@@ -399,4 +391,4 @@ TEST_P(MultiDeviceTest, bad_requests_get_clear_errors) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Devices, MultiDeviceTest, ::testing::Values(Backend::Cpu, Backend::Cuda, Backend::Vulkan),
-                         backend_name);
+                         rktest::backend_name);
