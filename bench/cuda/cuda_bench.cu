@@ -336,9 +336,19 @@ void round_trips(KernelHandle& k, int warm, int n, std::vector<double>& out) {
 }
 
 void bench_one_message(RingKernel& rt, int iters) {
+  // The express line off (RINGKERNEL_CUDA_EXPRESS=0, read at launch) in interleaved rounds:
+  // what it gives, in the same process.
+  std::vector<double> ours, plain;
+  for (int round = 0; round < 3; ++round) {
+    for (const bool express : {true, false}) {
+      if (!express) setenv("RINGKERNEL_CUDA_EXPRESS", "0", 1);
+      auto kk = rt.launch("bench.echo16", LaunchOptions{.block_size = 32}).value();
+      unsetenv("RINGKERNEL_CUDA_EXPRESS");
+      round_trips(kk, 1000, iters / 3, express ? ours : plain);
+      kk.terminate().value();
+    }
+  }
   auto k = rt.launch("bench.echo16", LaunchOptions{.block_size = 32}).value();
-  std::vector<double> ours;
-  round_trips(k, 1000, iters, ours);
   // Upstream's "command injection": host cost to store one command.
   std::vector<double> inject;
   for (int i = 0; i < iters; ++i) {
@@ -389,8 +399,9 @@ void bench_one_message(RingKernel& rt, int iters) {
     if (hout->b != 2) std::abort();
   }
   const Percentiles o = percentiles(ours), l = percentiles(launch), gr = percentiles(graph), c = percentiles(copy),
-                    inj = percentiles(inject);
+                    inj = percentiles(inject), pl = percentiles(plain);
   row("a. host->actor->host round trip (public API)", fmt("p50 %.2f us  p99 %.2f us", o.p50, o.p99));
+  row("a. same, express line off (slot read across PCIe)", fmt("p50 %.2f us  p99 %.2f us", pl.p50, pl.p99));
   row("a. baseline: empty kernel launch + sync", fmt("p50 %.2f us  p99 %.2f us", l.p50, l.p99));
   row("a. baseline: 1-node CUDA graph launch + sync", fmt("p50 %.2f us  p99 %.2f us", gr.p50, gr.p99));
   row("a. baseline: copy in + kernel + copy out + sync", fmt("p50 %.2f us  p99 %.2f us", c.p50, c.p99));

@@ -48,7 +48,8 @@ struct alignas(kIndexAlign) RingIndices {
   std::uint32_t producer_closed;  ///< 1 = the producer will write no more
   std::uint32_t reserved0;
   std::uint64_t claim;            ///< multi-producer rings on a device: next position to claim
-  std::uint8_t pad0[kIndexAlign - 32];
+  /// The express copy of the newest message (see ExpressLine); unused by most rings.
+  std::uint64_t express[(kIndexAlign - 32) / 8];
   // -- consumer line --
   std::uint64_t head;             ///< next position to read; published with release
   std::uint64_t max_depth;        ///< largest depth the consumer has observed
@@ -60,9 +61,36 @@ static_assert(offsetof(RingIndices, tail) == 0);
 static_assert(offsetof(RingIndices, dropped) == 8);
 static_assert(offsetof(RingIndices, producer_closed) == 16);
 static_assert(offsetof(RingIndices, claim) == 24);
+static_assert(offsetof(RingIndices, express) == 32);
 static_assert(offsetof(RingIndices, head) == kIndexAlign);
 static_assert(offsetof(RingIndices, max_depth) == kIndexAlign + 8);
 static_assert(offsetof(RingIndices, consumer_closed) == kIndexAlign + 16);
+
+/// The express line: a copy of the newest message a host producer sent one at a time,
+/// in the spare words of the ring's producer line (RingIndices::express), for a consumer
+/// across PCIe (a CUDA kernel's poller). The consumer's poll of the tail then brings the
+/// message with it: one bus round trip per message instead of two (the tail, then the
+/// slot). Each 8-byte word carries 4 data bytes and, above them, a 32-bit flag derived
+/// from the message's ring position; an aligned 8-byte store (host) and an 8-byte load
+/// (device) are single-copy atomic, so a word whose flag matches holds that message's
+/// bytes, whatever the order in which the bus delivers the words. The slot is written as
+/// usual, first: a consumer that finds the copy incomplete or stale reads the slot.
+/// Data words: correlation id (2), HLC physical (2), HLC logical (2), then the payload.
+namespace express {
+inline constexpr std::uint32_t kWords = (kIndexAlign - 32) / 8;
+inline constexpr std::uint32_t kHeaderWords = 6;
+inline constexpr std::uint32_t kMaxPayload = (kWords - kHeaderWords) * 4;
+/// Data words a message of `payload` bytes takes.
+RK_HOST_DEVICE constexpr std::uint32_t words_for(std::uint32_t payload) noexcept { return kHeaderWords + (payload + 3) / 4; }
+/// The flag of ring position `pos`: never 0, so a line never written holds no message.
+/// Unique among any 2^32 - 1 consecutive positions; the reader only ever looks for the
+/// position right after the last tail it saw, and the line holds a position no more than
+/// a ring's capacity away from it.
+RK_HOST_DEVICE constexpr std::uint32_t flag_of(std::uint64_t pos) noexcept {
+  const auto f = static_cast<std::uint32_t>(pos + 1);
+  return f != 0 ? f : 1u;
+}
+}  // namespace express
 
 /// Counters of one queue. enqueued/dequeued are the ring positions themselves.
 struct QueueStats {

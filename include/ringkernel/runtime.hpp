@@ -329,6 +329,9 @@ class KernelCore {
   /// The input ring lives in write-combining memory (a BAR mapping): the host producer
   /// fences its slot stores before publishing.
   bool input_write_combining = false;
+  /// The input ring's consumer reads the express line (queue.hpp, namespace express): a
+  /// single send also writes its message there. Set by the backend before the first send.
+  bool input_express = false;
   std::vector<std::byte> rx_scratch;
   /// The control block lives in memory the host reads across a bus (a BAR mapping, about a
   /// microsecond per read): the message paths then read ControlBlock::has_terminated on
@@ -374,6 +377,8 @@ class KernelCore {
                       Priority prio) noexcept;
   std::size_t try_send_batch_raw(TypeId type, const std::byte* payloads, std::uint32_t size,
                                  std::size_t count) noexcept;
+  /// Copies a single send into the input ring's express line (input_express; send_lock held).
+  void write_express(const Envelope& env, const void* payload, std::uint32_t size) noexcept;
   Status try_receive_raw(TypeId type, void* out, std::uint32_t size, Envelope* env) noexcept;
   std::size_t try_receive_batch_raw(TypeId type, std::byte* out, std::uint32_t size, std::size_t count) noexcept;
   /// Checks a send is allowed (state, type, size); Ok or the error.

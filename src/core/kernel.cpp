@@ -246,6 +246,21 @@ const std::byte* KernelCore::read_output_slot(std::uint32_t i) noexcept {
   return rx_scratch.data();
 }
 
+void KernelCore::write_express(const Envelope& env, const void* payload, std::uint32_t size) noexcept {
+  // Called with the slot written and before the tail's release. The line vouches for
+  // itself word by word (flags), so its stores need no order against the slot's; a reader
+  // that finds it incomplete reads the slot after the tail's acquire.
+  if (size > express::kMaxPayload) return;
+  std::uint32_t data[express::kWords] = {};
+  std::memcpy(&data[0], &env.correlation_id, 8);
+  std::memcpy(&data[2], &env.timestamp.physical, 8);
+  std::memcpy(&data[4], &env.timestamp.logical, 8);
+  std::memcpy(&data[express::kHeaderWords], payload, size);
+  const std::uint64_t flag = std::uint64_t{express::flag_of(producer.position())} << 32;
+  const std::uint32_t words = express::words_for(size);
+  for (std::uint32_t i = 0; i < words; ++i) store_relaxed(&input.indices->express[i], flag | data[i]);
+}
+
 Status KernelCore::try_send_raw(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,
                                 Priority prio) noexcept {
   const KernelState s = state.load(std::memory_order_acquire);
@@ -263,6 +278,7 @@ Status KernelCore::try_send_raw(TypeId type, const void* payload, std::uint32_t 
   Envelope env{type, corr, host_clock->tick(), size, 0, static_cast<std::uint8_t>(prio), 0};
   std::memcpy(cell, &env, sizeof env);
   std::memcpy(cell + sizeof(Envelope), payload, size);
+  if (input_express) write_express(env, payload, size);
   producer.publish(1);
   if (kernel_doorbell) kernel_doorbell->ring();
   return Status::Ok;

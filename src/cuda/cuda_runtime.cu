@@ -19,11 +19,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -699,6 +701,15 @@ Result<void> CudaKernel::allocate() {
   d.initial_state = initial_state_;
   d.actor_mailbox = reinterpret_cast<ActorMailbox*>(dev_at(off_mailbox));
   d.topics = rt_.topic_word();
+  d.host_node = core_.host_clock->node_id();
+  // The express line (queue.hpp): single sends to an actor reach it with the poller's read
+  // of the tail, one PCIe round trip instead of two. RINGKERNEL_CUDA_EXPRESS=0 turns it off.
+  const char* express_env = std::getenv("RINGKERNEL_CUDA_EXPRESS");
+  const bool express_on = !(express_env && std::string_view(express_env) == "0");
+  if (express_on && o.mode == KernelMode::Actor && core_.request_size <= express::kMaxPayload) {
+    d.express = express::words_for(core_.request_size);
+    core_.input_express = true;
+  }
   if (o.actor_slots != 0) {
     d.actor_faults = reinterpret_cast<std::uint32_t*>(dev_at(off_faults));
     core_.actor_faults = reinterpret_cast<const std::uint32_t*>(host_at(off_faults));

@@ -72,7 +72,7 @@ TEST(VulkanWire, glsl_structs_have_the_offsets_of_their_cpp_definitions) {
                        sizeof(Envelope::source_kernel) + sizeof(Envelope::priority) + sizeof(Envelope::flags)}});
   expect_layout(refl, "RkRingIndices", sizeof(RingIndices),
                 {RK_FIELD(RingIndices, tail), RK_FIELD(RingIndices, dropped), RK_FIELD(RingIndices, producer_closed),
-                 RK_FIELD(RingIndices, reserved0), RK_FIELD(RingIndices, claim), RK_FIELD(RingIndices, pad0),
+                 RK_FIELD(RingIndices, reserved0), RK_FIELD(RingIndices, claim), RK_FIELD(RingIndices, express),
                  RK_FIELD(RingIndices, head), RK_FIELD(RingIndices, max_depth),
                  RK_FIELD(RingIndices, consumer_closed), RK_FIELD(RingIndices, pad1)});
   expect_layout(refl, "RkControlBlock", sizeof(ControlBlock),

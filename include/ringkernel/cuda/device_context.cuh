@@ -52,6 +52,10 @@ struct BlockShared {
   std::uint64_t actor_cmd;     // latest actor pool command the poller saw
   std::uint32_t fault;         // first ctx.fail code of this block
   std::uint32_t actor_fault;   // actor pools: first ctx.fail code of the current message's actor
+  // The express line (poller -> warp 0, a seqlock): xbuf holds the data words of the
+  // message whose express::flag_of(position) is xseq (0 while the poller rewrites xbuf).
+  std::uint32_t xseq;
+  std::uint32_t xbuf[express::kWords];
   // leader-owned
   std::uint32_t out_count;
   std::uint32_t in_count;

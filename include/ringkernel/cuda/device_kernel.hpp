@@ -161,6 +161,9 @@ struct DeviceKernel {
   ActorMailbox* actor_mailbox;    // mapped
   std::uint32_t* actor_faults;    // mapped: per actor, the code of its failure (0 = none)
   DeviceTopicTable* const* topics;  // device: the runtime's current publish routing table (null: none)
+  std::uint64_t host_node;        // HLC node id of the host clock (express messages omit it)
+  std::uint32_t express;          // 1: the poller reads the input ring's express line (actor mode)
+  std::uint32_t reserved_express;
 };
 
 }  // namespace ringkernel::detail

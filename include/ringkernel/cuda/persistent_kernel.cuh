@@ -60,29 +60,67 @@ __device__ inline std::uint64_t shared_relaxed(const std::uint64_t* p) {
 /// rarely, are read every 16th iteration, issued ahead of the tail's load so that they
 /// share its round trip.
 __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
+  // Lane 0 does the polling and the bookkeeping. With the express line on, the whole
+  // warp runs the loop: the other lanes join the load of the input ring's producer line.
+  const unsigned lane = threadIdx.x & 31u;
   ControlBlock* c = dk->control;
   const RingIndices* in = dk->input.indices;
   std::uint64_t last_tail = 0, beats = 0, last_cmd = 0;
   std::uint32_t last_oc = 0, last_ic = 0, idle = 0;
   const ActorMailbox* mailbox = dk->actor_slots != 0 ? dk->actor_mailbox : nullptr;
-  while (shared_relaxed(&bs->exit) == 0) {
+  // Express line (queue.hpp): data words per message, 0 when off. Lane 4 + k loads its
+  // word k, lane 0 the tail: one warp-wide load of one 128-byte line, one PCIe round trip.
+  const std::uint32_t xwords = dk->express;
+  constexpr std::uint32_t kXLane = offsetof(RingIndices, express) / 8;
+  const bool xlane = xwords != 0 && lane >= kXLane && lane < kXLane + xwords;
+  std::uint32_t xdone = 0;  // flag of the message last put into bs->xbuf (lane 0)
+  // Without the express line lane 0 polls alone: the other lanes would only hold it back.
+  if (xwords == 0 && lane != 0) return;
+  const unsigned warp = xwords != 0 ? ~0u : 1u;
+  for (;;) {
+    const std::uint32_t leave = __shfl_sync(warp, lane == 0 ? shared_relaxed(&bs->exit) : 0u, 0);
+    if (leave != 0) break;
     // Every 16th poll also reads the control words and the route counts. All these loads
     // are relaxed and issued before the tail's acquire, so they cross PCIe together with it
     // (one round trip, not one per word; an acquire orders only what comes after it).
     const bool control = (beats & 15u) == 0;
     std::uint32_t active = 0, terminate = 0, oc = 0, ic = 0;
-    if (control) {
-      active = *reinterpret_cast<volatile std::uint32_t*>(&c->is_active);
-      terminate = *reinterpret_cast<volatile std::uint32_t*>(&c->should_terminate);
-      oc = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->out_count);
-      ic = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->in_count);
-    }
-    // Actor pools: the command word goes with them.
     std::uint64_t cmd = 0;
-    if (mailbox) cmd = load_relaxed<Scope::System>(&mailbox->command);
+    if (lane == 0) {
+      if (control) {
+        active = *reinterpret_cast<volatile std::uint32_t*>(&c->is_active);
+        terminate = *reinterpret_cast<volatile std::uint32_t*>(&c->should_terminate);
+        oc = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->out_count);
+        ic = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->in_count);
+      }
+      // Actor pools: the command word goes with them.
+      if (mailbox) cmd = load_relaxed<Scope::System>(&mailbox->command);
+    }
     // Pairs with the host's release store of tail (RingProducer::publish): the slots it
-    // published are visible to whoever this thread hands the tail to below.
-    const std::uint64_t tail = load_acquire<Scope::System>(&in->tail);
+    // published are visible to whoever this thread hands the tail to below. The express
+    // lanes' words need no order: each 8-byte word vouches for itself (its flag).
+    std::uint64_t word = 0;
+    if (lane == 0 || xlane) word = load_acquire<Scope::System>(reinterpret_cast<const std::uint64_t*>(in) + lane);
+    if (xwords != 0) {
+      // The message at last_tail (the next one the kernel takes), complete in the line:
+      // its words go to warp 0 before the tail that announces it (below), so the slot need
+      // not be read across PCIe. Not announced yet (the line came first): kept for the
+      // next poll's tail.
+      const std::uint32_t want = express::flag_of(__shfl_sync(~0u, static_cast<unsigned long long>(last_tail), 0));
+      const bool fresh = __shfl_sync(~0u, want != xdone, 0);
+      if (fresh && __all_sync(~0u, !xlane || static_cast<std::uint32_t>(word >> 32) == want)) {
+        if (lane == 0) atomicExch(&bs->xseq, 0u);  // readers that look now fall back to the slot
+        __syncwarp();
+        __threadfence_block();
+        if (xlane) atomicExch(&bs->xbuf[lane - kXLane], static_cast<std::uint32_t>(word));
+        __threadfence_block();  // release: the words before the flag
+        __syncwarp();
+        if (lane == 0) atomicExch(&bs->xseq, want);
+        xdone = want;
+      }
+    }
+    if (lane != 0) continue;
+    const std::uint64_t tail = word;
     if (control) {
       store_release<Scope::Block>(&bs->active, active);
       store_release<Scope::Block>(&bs->terminate, terminate);
@@ -177,12 +215,53 @@ __device__ inline void record_latency_warp(const DeviceKernel* dk, BlockShared* 
   }
 }
 
+/// Actor mode: thread 0 alone records (and flush_telemetry, on the same thread, reads).
 __device__ inline void record_latency(const DeviceKernel* dk, BlockShared* bs, const HlcTimestamp& ts) {
   const std::uint64_t now = dev_wall_us(dk);
-  const unsigned long long lat = now > ts.physical ? now - ts.physical : 0;
-  atomicAdd(reinterpret_cast<unsigned long long*>(&bs->lat_total), lat);
-  atomicMin(reinterpret_cast<unsigned long long*>(&bs->lat_min), lat);
-  atomicMax(reinterpret_cast<unsigned long long*>(&bs->lat_max), lat);
+  const std::uint64_t lat = now > ts.physical ? now - ts.physical : 0;
+  bs->lat_total += lat;
+  if (lat < bs->lat_min) bs->lat_min = lat;
+  if (lat > bs->lat_max) bs->lat_max = lat;
+}
+
+/// Warp 0 (all lanes): builds the slot image of the message at ring position `pos` in
+/// `staging` from the poller's copy of the express line, if the poller holds that message.
+/// A seqlock read: the copy counts only if xseq named the message before and after it.
+template <class Req>
+__device__ inline bool stage_express(const DeviceKernel* dk, BlockShared* bs, unsigned char* staging, std::uint64_t pos) {
+  if constexpr (sizeof(Req) > express::kMaxPayload) {
+    return false;  // never on the line (the runtime enables it only for small requests)
+  } else {
+  const std::uint32_t want = express::flag_of(pos);
+  const unsigned lane = threadIdx.x & 31u;
+  const std::uint32_t before = __shfl_sync(~0u, lane == 0 ? shared_relaxed(&bs->xseq) : 0u, 0);
+  if (before != want) return false;
+  __threadfence_block();  // acquire: pairs with the poller's fence before it set xseq
+  constexpr std::uint32_t kPayloadWords = (sizeof(Req) + 3) / 4;
+  constexpr std::uint32_t kEnvWords = sizeof(Envelope) / 4;
+  static_assert(kEnvWords == 12 && kEnvWords + kPayloadWords <= 32);
+  // Envelope words: type (0-1), correlation (2-3), physical (4-5), logical (6-7), node
+  // (8-9), payload size (10), source | priority | flags (11); then the payload.
+  std::uint32_t v = 0;
+  if (lane >= 2 && lane < 8) v = shared_relaxed(&bs->xbuf[lane - 2]);
+  else if (lane >= kEnvWords && lane < kEnvWords + kPayloadWords) v = shared_relaxed(&bs->xbuf[lane - kEnvWords + express::kHeaderWords]);
+  __threadfence_block();
+  __syncwarp();
+  const std::uint32_t after = lane == 0 ? shared_relaxed(&bs->xseq) : 0u;
+  if (__shfl_sync(~0u, after, 0) != want) return false;  // rewritten meanwhile: read the slot
+  const std::uint64_t type = type_id_v<Req>;
+  switch (lane) {
+    case 0: v = static_cast<std::uint32_t>(type); break;
+    case 1: v = static_cast<std::uint32_t>(type >> 32); break;
+    case 8: v = static_cast<std::uint32_t>(dk->host_node); break;
+    case 9: v = static_cast<std::uint32_t>(dk->host_node >> 32); break;
+    case 10: v = static_cast<std::uint32_t>(sizeof(Req)); break;
+    case 11: v = static_cast<std::uint32_t>(Priority::Normal) << 16; break;
+    default: break;
+  }
+  if (lane < kEnvWords + kPayloadWords) reinterpret_cast<std::uint32_t*>(staging)[lane] = v;
+  return true;
+  }
 }
 
 /// Mirrors the kernel's figures into mapped memory for the host (TelemetryBuffer, control
@@ -258,7 +337,7 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
   }
   __syncthreads();  // the last full-block barrier: after it the poller never meets the others
   if (tid >= hthreads) {
-    if (block0 && tid == hthreads) poller_loop(dk, bs);
+    if (block0 && tid < hthreads + 32) poller_loop(dk, bs);  // the poller warp
     return;
   }
 
@@ -448,11 +527,15 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
     const RingView& in_view = source == 0 ? dk->input : bs->in_routes[source - 1].view;
     if (actor) {
       for (std::uint32_t i = 0; i < n; ++i) {
-        if (tid < 32) {  // warp 0 stages the slot in shared memory
-          const std::byte* slot = in_view.slot(bs->start + i);
-          const std::uint32_t words = slot_size_for(sizeof(Req)) / 16;
-          for (std::uint32_t k = tid; k < words; k += 32)
-            reinterpret_cast<uint4*>(staging)[k] = const_cast<const uint4&>(reinterpret_cast<const volatile uint4*>(slot)[k]);
+        if (tid < 32) {  // warp 0 stages the message in shared memory
+          // From the express line when the poller has it (no PCIe read), else from the slot.
+          const bool staged = source == 0 && dk->express != 0 && stage_express<Req>(dk, bs, staging, bs->start + i);
+          if (!staged) {
+            const std::byte* slot = in_view.slot(bs->start + i);
+            const std::uint32_t words = slot_size_for(sizeof(Req)) / 16;
+            for (std::uint32_t k = tid; k < words; k += 32)
+              reinterpret_cast<uint4*>(staging)[k] = const_cast<const uint4&>(reinterpret_cast<const volatile uint4*>(slot)[k]);
+          }
         }
         handler_barrier(hthreads);
         Envelope env;

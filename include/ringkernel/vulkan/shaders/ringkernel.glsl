@@ -125,7 +125,7 @@ struct RkRingIndices {
   uint producer_closed;
   uint reserved0;
   uint64_t claim;
-  uint pad0[24];
+  uint express[24];  // RingIndices::express (unused by Vulkan kernels)
   uint64_t head;
   uint64_t max_depth;
   uint consumer_closed;
