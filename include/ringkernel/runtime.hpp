@@ -332,6 +332,12 @@ class KernelCore {
   /// The input ring's consumer reads the express line (queue.hpp, namespace express): a
   /// single send also writes its message there. Set by the backend before the first send.
   bool input_express = false;
+  /// The kernel also writes each response of an actor to the output ring's express line:
+  /// a single receive may take it from there before the tail announces it (the slot is
+  /// released once the tail arrives: express_taken). Set by the backend before launch.
+  bool output_express = false;
+  std::uint64_t output_express_node = 0;  ///< HLC node id of the kernel's stamps (the line omits it)
+  bool express_taken = false;             ///< recv_lock: the response at the head came from the line
   std::vector<std::byte> rx_scratch;
   /// The control block lives in memory the host reads across a bus (a BAR mapping, about a
   /// microsecond per read): the message paths then read ControlBlock::has_terminated on
@@ -379,6 +385,14 @@ class KernelCore {
                                  std::size_t count) noexcept;
   /// Copies a single send into the input ring's express line (input_express; send_lock held).
   void write_express(const Envelope& env, const void* payload, std::uint32_t size) noexcept;
+  /// recv_lock held, the ring looked empty: the response at the head from the output
+  /// express line, if the line holds all of it (response_size bytes into `payload`).
+  bool take_express(Envelope& env, void* payload) noexcept;
+  /// recv_lock held: releases the slot of a response taken from the express line once the
+  /// tail announces it. False while it has not: nothing else may be read before it.
+  bool settle_express() noexcept;
+  /// Waits up to `limit` for settle_express (queue figures count the taken response).
+  void settle_express_for(Duration limit) noexcept;
   Status try_receive_raw(TypeId type, void* out, std::uint32_t size, Envelope* env) noexcept;
   std::size_t try_receive_batch_raw(TypeId type, std::byte* out, std::uint32_t size, std::size_t count) noexcept;
   /// Checks a send is allowed (state, type, size); Ok or the error.

@@ -261,6 +261,49 @@ void KernelCore::write_express(const Envelope& env, const void* payload, std::ui
   for (std::uint32_t i = 0; i < words; ++i) store_relaxed(&input.indices->express[i], flag | data[i]);
 }
 
+bool KernelCore::take_express(Envelope& env, void* payload) noexcept {
+  if (express_taken) return false;
+  const std::uint32_t want = express::flag_of(consumer.position());
+  const std::uint32_t words = express::words_for(response_size);
+  std::uint32_t data[express::kWords] = {};
+  for (std::uint32_t i = 0; i < words; ++i) {
+    const std::uint64_t w = load_relaxed(&output.indices->express[i]);
+    if (static_cast<std::uint32_t>(w >> 32) != want) return false;  // not (all) there yet
+    data[i] = static_cast<std::uint32_t>(w);
+  }
+  // Every word carried the flag: loads after them see no older value of any word (each
+  // word is written once per position, and a later position has another flag).
+  env = Envelope{response_type, 0, HlcTimestamp{0, 0, output_express_node}, response_size,
+                 static_cast<std::uint16_t>(slot + 1), static_cast<std::uint8_t>(Priority::Normal), kEnvelopeResponse};
+  std::memcpy(&env.correlation_id, &data[0], 8);
+  std::memcpy(&env.timestamp.physical, &data[2], 8);
+  std::memcpy(&env.timestamp.logical, &data[4], 8);
+  std::memcpy(payload, &data[express::kHeaderWords], response_size);
+  express_taken = true;
+  return true;
+}
+
+bool KernelCore::settle_express() noexcept {
+  if (!express_taken) return true;
+  if (consumer.available(1) == 0) return false;
+  consumer.release(1);
+  express_taken = false;
+  return true;
+}
+
+void KernelCore::settle_express_for(Duration limit) noexcept {
+  if (!output_express) return;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    {
+      std::lock_guard lock(recv_lock);
+      if (settle_express()) return;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return;
+    std::this_thread::yield();
+  }
+}
+
 Status KernelCore::try_send_raw(TypeId type, const void* payload, std::uint32_t size, std::uint64_t corr,
                                 Priority prio) noexcept {
   const KernelState s = state.load(std::memory_order_acquire);
@@ -320,11 +363,21 @@ Status KernelCore::try_receive_raw(TypeId type, void* out, std::uint32_t size, E
     return Status::Ok;
   }
   const std::byte* cell = nullptr;
-  while (consumer.available(1) != 0) {
-    cell = read_output_slot();
-    if (!is_skip(cell)) break;
-    consumer.release(1);  // a "no response" marker
-    cell = nullptr;
+  if (settle_express()) {
+    while (consumer.available(1) != 0) {
+      cell = read_output_slot();
+      if (!is_skip(cell)) break;
+      consumer.release(1);  // a "no response" marker
+      cell = nullptr;
+    }
+    if (cell == nullptr && output_express) {
+      Envelope env;
+      if (take_express(env, out)) {
+        if (host_clock) (void)host_clock->observe(env.timestamp);
+        if (env_out) *env_out = env;
+        return Status::Ok;
+      }
+    }
   }
   if (cell == nullptr) {
     if (kernel_terminated(recv_checks)) return stopped_status();
@@ -349,6 +402,7 @@ std::size_t KernelCore::try_receive_batch_raw(TypeId type, std::byte* out, std::
     stash.pop_front();
     ++done;
   }
+  if (!settle_express()) return done;
   const std::uint32_t want = static_cast<std::uint32_t>(std::min<std::size_t>(count - done, output.capacity));
   const std::uint32_t n = consumer.available(want);
   if (n == 0) return done;
@@ -485,22 +539,37 @@ Result<void> KernelCore::call_raw(TypeId req_type, const void* req, std::uint32_
           return {};
         }
       }
-      while (consumer.available(1) != 0) {
-        const std::byte* cell = read_output_slot();
-        if (is_skip(cell)) {
+      if (settle_express()) {  // else the response at the head was taken from the express line; its tail is on the way
+        while (consumer.available(1) != 0) {
+          const std::byte* cell = read_output_slot();
+          if (is_skip(cell)) {
+            consumer.release(1);
+            continue;
+          }
+          Envelope env;
+          std::memcpy(&env, cell, sizeof env);
+          if (host_clock) (void)host_clock->observe(env.timestamp);
+          if (env.correlation_id == corr) {
+            std::memcpy(resp, cell + sizeof env, resp_size);
+            consumer.release(1);
+            return {};
+          }
+          stash.emplace_back(cell, cell + sizeof env + env.payload_size);
           consumer.release(1);
-          continue;
         }
         Envelope env;
-        std::memcpy(&env, cell, sizeof env);
-        if (host_clock) (void)host_clock->observe(env.timestamp);
-        if (env.correlation_id == corr) {
-          std::memcpy(resp, cell + sizeof env, resp_size);
-          consumer.release(1);
-          return {};
+        std::byte payload[express::kMaxPayload];
+        if (output_express && take_express(env, payload)) {
+          if (host_clock) (void)host_clock->observe(env.timestamp);
+          if (env.correlation_id == corr) {
+            std::memcpy(resp, payload, resp_size);
+            return {};
+          }
+          std::vector<std::byte> kept(sizeof env + env.payload_size);
+          std::memcpy(kept.data(), &env, sizeof env);
+          std::memcpy(kept.data() + sizeof env, payload, env.payload_size);
+          stash.push_back(std::move(kept));
         }
-        stash.emplace_back(cell, cell + sizeof env + env.payload_size);
-        consumer.release(1);
       }
     }
     if (kernel_terminated(checks)) return dead_error();
@@ -637,6 +706,7 @@ KernelStatus KernelHandle::status() const {
   st.messages_processed = load_relaxed(&core_->control->messages_processed);
   st.messages_dropped = load_relaxed(&core_->control->messages_dropped);
   st.input_depth = core_->input.stats().depth;
+  core_->settle_express_for(std::chrono::milliseconds(1));
   st.output_depth = core_->output.stats().depth;
   st.last_error = static_cast<DeviceError>(load_acquire(&core_->control->last_error));
   HlcTimestamp h;
@@ -681,6 +751,7 @@ KernelMetrics KernelHandle::metrics() const {
   r.last_error = load_acquire(&t->last_error);
   r.k2k_sent = load_relaxed(&t->k2k_sent);
   m.input = core_->input.stats();
+  core_->settle_express_for(std::chrono::milliseconds(1));  // a response taken early counts as dequeued
   m.output = core_->output.stats();
   m.invalid_messages_rejected = core_->invalid_rejected.load(std::memory_order_relaxed);
   if (core_->impl) core_->impl->k2k_counters(m.k2k_dead_letters, m.k2k_tenant_rejections);

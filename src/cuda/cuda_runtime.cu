@@ -710,6 +710,13 @@ Result<void> CudaKernel::allocate() {
     d.express = express::words_for(core_.request_size);
     core_.input_express = true;
   }
+  // Responses too: the host may take one from the output ring's line before the tail,
+  // which the kernel publishes only after a system fence.
+  if (express_on && o.mode == KernelMode::Actor && core_.response_size <= express::kMaxPayload) {
+    d.out_express = 1;
+    core_.output_express = true;
+    core_.output_express_node = d.node_id;
+  }
   if (o.actor_slots != 0) {
     d.actor_faults = reinterpret_cast<std::uint32_t*>(dev_at(off_faults));
     core_.actor_faults = reinterpret_cast<const std::uint32_t*>(host_at(off_faults));

@@ -373,8 +373,10 @@ __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared*
   if (size + sizeof(Envelope) > v.slot_size || n > v.capacity) return Status::TooLarge;
   if (n == 0) return Status::Ok;
   const unsigned active = __activemask();
-  const unsigned peers = __match_any_sync(active, reinterpret_cast<unsigned long long>(v.indices));
   const unsigned lane = threadIdx.x & 31u;
+  // A lone lane (an actor's thread 0, say) has no peers to find: the match is skipped.
+  const unsigned peers =
+      active == (1u << lane) ? active : __match_any_sync(active, reinterpret_cast<unsigned long long>(v.indices));
   if (peers == (1u << lane)) return dev_k2k_run(dk, bs, v, type, payload, size, n, corr, hint, sole, peers, 0, n);
   // Several lanes: this lane's place in the run, and the run's length.
   std::uint32_t offset = 0, total = 0;

@@ -162,8 +162,8 @@ struct DeviceKernel {
   std::uint32_t* actor_faults;    // mapped: per actor, the code of its failure (0 = none)
   DeviceTopicTable* const* topics;  // device: the runtime's current publish routing table (null: none)
   std::uint64_t host_node;        // HLC node id of the host clock (express messages omit it)
-  std::uint32_t express;          // 1: the poller reads the input ring's express line (actor mode)
-  std::uint32_t reserved_express;
+  std::uint32_t express;          // data words of the input ring's express line the poller reads (0: off)
+  std::uint32_t out_express;      // 1: responses also go to the output ring's express line (actor mode)
 };
 
 }  // namespace ringkernel::detail

@@ -224,6 +224,27 @@ __device__ inline void record_latency(const DeviceKernel* dk, BlockShared* bs, c
   if (lat > bs->lat_max) bs->lat_max = lat;
 }
 
+/// Thread 0, actor mode: a copy of the response at output position `pos` on the output
+/// ring's express line (queue.hpp). These stores reach the host ahead of the system fence
+/// that publishes the tail, so a host waiting for this one response has it that much sooner.
+template <class Resp>
+__device__ inline void write_express_response(RingIndices* ix, std::uint64_t pos, const Envelope& env, const Resp& resp) {
+  if constexpr (sizeof(Resp) <= express::kMaxPayload) {
+    std::uint32_t data[express::kWords] = {};
+    memcpy(&data[0], &env.correlation_id, 8);
+    memcpy(&data[2], &env.timestamp.physical, 8);
+    memcpy(&data[4], &env.timestamp.logical, 8);
+    memcpy(&data[express::kHeaderWords], &resp, sizeof(Resp));
+    const std::uint64_t flag = std::uint64_t{express::flag_of(pos)} << 32;
+    constexpr std::uint32_t kWords = express::words_for(sizeof(Resp));
+#pragma unroll
+    for (std::uint32_t i = 0; i < kWords; i += 2)  // 8-byte elements: each single-copy atomic
+      asm volatile("st.volatile.global.v2.u64 [%0], {%1, %2};" ::"l"(__cvta_generic_to_global(&ix->express[i])),
+                   "l"(flag | data[i]), "l"(flag | data[i + 1])
+                   : "memory");
+  }
+}
+
 /// Warp 0 (all lanes): builds the slot image of the message at ring position `pos` in
 /// `staging` from the poller's copy of the express line, if the poller holds that message.
 /// A seqlock read: the copy counts only if xseq named the message before and after it.
@@ -594,6 +615,7 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
                                   static_cast<std::uint32_t>(sizeof(Resp)), static_cast<std::uint16_t>(dk->slot + 1),
                                   static_cast<std::uint8_t>(Priority::Normal), kEnvelopeResponse};
                 write_response(out.slot(bs->emitted), re, resp);
+                if (dk->out_express) write_express_response(dk->output.indices, out.position() + bs->emitted, re, resp);
                 ++bs->emitted;
               } else {
                 atomicAdd(reinterpret_cast<unsigned long long*>(&bs->dropped), 1ull);  // terminating, output full
