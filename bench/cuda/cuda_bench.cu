@@ -473,25 +473,35 @@ double bench_streaming(RingKernel& rt, int kernels, std::uint64_t per_kernel, bo
 }
 
 void bench_k2k(RingKernel& rt, int hops, int pairs, std::uint64_t per_pair) {
-  {  // latency, measured on the device
-    auto src = rt.launch("bench.k2k_source", LaunchOptions{.block_size = 32, .enable_k2k = true}).value();
-    auto sink = rt.launch("bench.k2k_latency_sink", LaunchOptions{.block_size = 32, .enable_k2k = true}).value();
-    rt.connect(src, sink).value();
-    std::vector<double> device_ns, host_us, send_ns;
-    for (int i = -500; i < hops; ++i) {
-      const auto t0 = Clock::now();
-      src.send(bench::Req16{1, static_cast<std::uint64_t>(i)}).value();
-      const bench::Resp16 r = sink.receive<bench::Resp16>(std::chrono::seconds(5)).value();
-      const double us = us_since(t0);
-      const bench::Resp16 cost = src.receive<bench::Resp16>(std::chrono::seconds(5)).value();
-      if (i >= 0) {
-        device_ns.push_back(double(r.a));
-        host_us.push_back(us);
-        send_ns.push_back(double(cost.a));
+  {  // latency, measured on the device; K2K express lines off in interleaved rounds
+    std::vector<double> device_ns, host_us, send_ns, plain_ns;
+    for (int round = 0; round < 4; ++round) {
+      const bool express = round % 2 == 0;
+      if (!express) setenv("RINGKERNEL_CUDA_EXPRESS", "0", 1);
+      auto src = rt.launch("bench.k2k_source", LaunchOptions{.block_size = 32, .enable_k2k = true}).value();
+      auto sink = rt.launch("bench.k2k_latency_sink", LaunchOptions{.block_size = 32, .enable_k2k = true}).value();
+      unsetenv("RINGKERNEL_CUDA_EXPRESS");
+      rt.connect(src, sink).value();
+      for (int i = -500; i < hops / 2; ++i) {
+        const auto t0 = Clock::now();
+        src.send(bench::Req16{1, static_cast<std::uint64_t>(i)}).value();
+        const bench::Resp16 r = sink.receive<bench::Resp16>(std::chrono::seconds(5)).value();
+        const double us = us_since(t0);
+        const bench::Resp16 cost = src.receive<bench::Resp16>(std::chrono::seconds(5)).value();
+        if (i >= 0 && !express) plain_ns.push_back(double(r.a));
+        if (i >= 0 && express) {
+          device_ns.push_back(double(r.a));
+          host_us.push_back(us);
+          send_ns.push_back(double(cost.a));
+        }
       }
+      src.terminate().value();
+      sink.terminate().value();
     }
-    const Percentiles d = percentiles(device_ns), h = percentiles(host_us), sc = percentiles(send_ns);
+    const Percentiles d = percentiles(device_ns), h = percentiles(host_us), sc = percentiles(send_ns),
+                      pl = percentiles(plain_ns);
     row("c. K2K one hop, measured on the device", fmt("p50 %.0f ns  p99 %.0f ns", d.p50, d.p99));
+    row("c. same, K2K express line off", fmt("p50 %.0f ns  p99 %.0f ns", pl.p50, pl.p99));
     row("c. K2K sender's cost of one send (device)", fmt("p50 %.0f ns  p99 %.0f ns", sc.p50, sc.p99));
     row("d. K2K host-observed round trip (host->A->B->host)", fmt("p50 %.2f us  p99 %.2f us", h.p50, h.p99));
   }

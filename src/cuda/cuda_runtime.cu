@@ -710,6 +710,7 @@ Result<void> CudaKernel::allocate() {
     d.express = express::words_for(core_.request_size);
     core_.input_express = true;
   }
+  d.k2k_express = express_on ? 1u : 0u;  // K2K express lines (device_context.cuh)
   // Responses too: the host may take one from the output ring's line before the tail,
   // which the kernel publishes only after a system fence.
   if (express_on && o.mode == KernelMode::Actor && core_.response_size <= express::kMaxPayload) {

@@ -80,6 +80,7 @@ struct BlockShared {
   std::uint64_t in_heads[kDeviceMaxRoutes];
   std::uint32_t in_unreleased[kDeviceMaxRoutes];  // pull mode: slots taken but not yet given back to the sender
   std::uint32_t pull_idle;                        // pull mode: empty k2k_try_receive calls in a row
+  std::uint32_t staged;                           // actor mode: the leader staged the batch's message (K2K express)
   PublishCache pub;                               // thread 0's last publish route
   DeviceKernel kernel;         // copy of the kernel's description (constant after launch)
 };
@@ -221,6 +222,35 @@ __device__ inline bool dev_route_from_table(const DeviceKernel* dk, std::uint32_
   return true;
 }
 
+/// The K2K express line: a message sent alone (one lane, one message) of up to 16 bytes
+/// also goes into its ring's producer line (RingIndices::express, the layout of queue.hpp
+/// with a K2K header): type (2 words), correlation id (2), HLC physical (2) and logical
+/// (2), then the payload. A receiving actor loads the line with its poll of the tail and
+/// can take the message before the sender's fence and tail store: one L2 round trip and the
+/// fence off the hop. Several senders racing on the line leave mixed flags: the receiver
+/// then reads the slot.
+inline constexpr std::uint32_t kK2KExpressHeader = 8;
+inline constexpr std::uint32_t kK2KExpressMaxPayload = (express::kWords - kK2KExpressHeader) * 4;
+
+__device__ inline void dev_k2k_express_write(RingIndices* ix, std::uint64_t pos, TypeId type, std::uint64_t corr,
+                                             std::uint64_t physical, std::uint64_t logical, const void* payload,
+                                             std::uint32_t size) {
+  std::uint32_t d[express::kWords] = {};
+  memcpy(&d[0], &type, 8);
+  memcpy(&d[2], &corr, 8);
+  memcpy(&d[4], &physical, 8);
+  memcpy(&d[6], &logical, 8);
+  memcpy(&d[kK2KExpressHeader], payload, size);
+  const std::uint64_t flag = std::uint64_t{express::flag_of(pos)} << 32;
+  const std::uint32_t words = kK2KExpressHeader + (size + 3) / 4;
+#pragma unroll
+  for (std::uint32_t i = 0; i < express::kWords; i += 2)  // 8-byte elements: each single-copy atomic
+    if (i < words)
+      asm volatile("st.volatile.global.v2.u64 [%0], {%1, %2};" ::"l"(__cvta_generic_to_global(&ix->express[i])),
+                   "l"(flag | d[i]), "l"(flag | d[i + 1])
+                   : "memory");
+}
+
 /// Why a K2K ring has no room: its consumer is gone, or it is full (off the fast path).
 __device__ inline Status dev_full_status(const RingIndices* ix) {
   return load_acquire<Scope::Device>(&ix->consumer_closed) != 0 ? Status::Closed : Status::QueueFull;
@@ -348,6 +378,8 @@ __device__ inline Status dev_k2k_run(const DeviceKernel* dk, const BlockShared* 
     std::byte* slot = v.slot(base + offset + k);
     dev_store16(slot, buf, sizeof env);
     dev_store_payload(slot + sizeof env, p + std::size_t{k} * size, size);
+    if (alone && total == 1 && size <= kK2KExpressMaxPayload && dk->k2k_express)
+      dev_k2k_express_write(ix, base, type, corr, env.timestamp.physical, env.timestamp.logical, p, size);
   }
   __syncwarp(peers);  // every lane's slots are written before the run is published
   if (lane == first) {

@@ -164,6 +164,8 @@ struct DeviceKernel {
   std::uint64_t host_node;        // HLC node id of the host clock (express messages omit it)
   std::uint32_t express;          // data words of the input ring's express line the poller reads (0: off)
   std::uint32_t out_express;      // 1: responses also go to the output ring's express line (actor mode)
+  std::uint32_t k2k_express;      // 1: K2K express lines, sent (lone small messages) and taken (actor mode)
+  std::uint32_t reserved_express;
 };
 
 }  // namespace ringkernel::detail

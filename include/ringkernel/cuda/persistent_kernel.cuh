@@ -416,16 +416,69 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
         // K2K inbound rings (device memory, L2 latency) before the host ring.
         if (!dk->pull_mode) {
           for (std::uint32_t r = 0; r < bs->in_count && cmd == kCmdNone; ++r) {
+            RingIndices* ix = bs->in_routes[r].view.indices;
+            // The K2K express line (dev_k2k_express_write), on the tail's line: loaded with
+            // it, relaxed (each word vouches for itself). Actors only; not for publish
+            // inboxes, whose senders the route does not name.
+            constexpr bool kXSize = sizeof(Req) <= kK2KExpressMaxPayload;
+            constexpr std::uint32_t kXWords = kK2KExpressHeader + (sizeof(Req) + 3) / 4;
+            const bool xr = kXSize && actor && dk->k2k_express && bs->in_routes[r].peer != kPublishInboxPeer;
+            std::uint64_t xw[express::kWords];
+            if (xr) {
+#pragma unroll
+              for (std::uint32_t i = 0; i < express::kWords; i += 2)
+                if (i < kXWords)
+                  asm volatile("ld.volatile.global.v2.u64 {%0, %1}, [%2];"
+                               : "=l"(xw[i]), "=l"(xw[i + 1])
+                               : "l"(__cvta_generic_to_global(&ix->express[i]))
+                               : "memory");
+            }
             // Pairs with the sender's release of tail (dev_k2k_push). An acquire load, not a
             // relaxed poll plus a fence on a change: the fence would add a round trip to
             // every delivery.
-            const std::uint64_t t = load_acquire<Scope::Device>(&bs->in_routes[r].view.indices->tail);
-            if (t != bs->in_heads[r]) {
-              const std::uint64_t avail = t - bs->in_heads[r];
+            const std::uint64_t t = load_acquire<Scope::Device>(&ix->tail);
+            const std::uint64_t head = bs->in_heads[r];
+            // Signed: a message taken from the express line moves the head past a tail
+            // its sender has not published yet.
+            if (static_cast<std::int64_t>(t - head) > 0) {
+              const std::uint64_t avail = t - head;
               bs->n = static_cast<std::uint32_t>(avail < max_batch ? avail : max_batch);
-              bs->start = bs->in_heads[r];
+              bs->start = head;
               bs->source = r + 1;
               cmd = kCmdBatch;
+            } else if (xr) {
+              const std::uint32_t want = express::flag_of(head);
+              bool whole = true;
+#pragma unroll
+              for (std::uint32_t i = 0; i < express::kWords; ++i)
+                if (i < kXWords) whole = whole && static_cast<std::uint32_t>(xw[i] >> 32) == want;
+              const std::uint64_t type = (xw[0] & 0xffffffffull) | (xw[1] << 32);
+              if (whole && type == type_id_v<Req>) {  // another type: the slot path refuses and counts it
+                // The leader stages it itself: warp 0 waits at the barrier, staging is free.
+                const std::uint32_t peer = bs->in_routes[r].peer;
+                auto* w32 = reinterpret_cast<std::uint32_t*>(staging);
+                const std::uint64_t node = (dk->host_node << 16) | (peer + 1);
+                const std::uint32_t env_words[12] = {
+                    static_cast<std::uint32_t>(xw[0]), static_cast<std::uint32_t>(xw[1]),
+                    static_cast<std::uint32_t>(xw[2]), static_cast<std::uint32_t>(xw[3]),
+                    static_cast<std::uint32_t>(xw[4]), static_cast<std::uint32_t>(xw[5]),
+                    static_cast<std::uint32_t>(xw[6]), static_cast<std::uint32_t>(xw[7]),
+                    static_cast<std::uint32_t>(node), static_cast<std::uint32_t>(node >> 32),
+                    static_cast<std::uint32_t>(sizeof(Req)),
+                    static_cast<std::uint32_t>(peer + 1) | (static_cast<std::uint32_t>(Priority::Normal) << 16) |
+                        (static_cast<std::uint32_t>(kEnvelopeK2K) << 24)};
+                static_assert(sizeof(Envelope) == 48);
+#pragma unroll
+                for (std::uint32_t i = 0; i < 12; ++i) w32[i] = env_words[i];
+#pragma unroll
+                for (std::uint32_t i = kK2KExpressHeader; i < express::kWords; ++i)
+                  if (i < kXWords) w32[12 + i - kK2KExpressHeader] = static_cast<std::uint32_t>(xw[i]);
+                bs->n = 1;
+                bs->start = head;
+                bs->source = r + 1;
+                bs->staged = 1;
+                cmd = kCmdBatch;
+              }
             }
           }
         }
@@ -550,7 +603,8 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
       for (std::uint32_t i = 0; i < n; ++i) {
         if (tid < 32) {  // warp 0 stages the message in shared memory
           // From the express line when the poller has it (no PCIe read), else from the slot.
-          const bool staged = source == 0 && dk->express != 0 && stage_express<Req>(dk, bs, staging, bs->start + i);
+          const bool staged = (i == 0 && bs->staged != 0) ||  // the leader staged it (K2K express)
+                              (source == 0 && dk->express != 0 && stage_express<Req>(dk, bs, staging, bs->start + i));
           if (!staged) {
             const std::byte* slot = in_view.slot(bs->start + i);
             const std::uint32_t words = slot_size_for(sizeof(Req)) / 16;
@@ -699,6 +753,7 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
           bs->in_heads[source - 1] = next;
           store_relaxed(&bs->in_routes[source - 1].view.indices->head, next);
         }
+        bs->staged = 0;
         dirty = true;
         if ((++batches & 31u) == 0) {
           flush_telemetry(dk, bs, processed, in_head);
