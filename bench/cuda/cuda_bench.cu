@@ -570,12 +570,17 @@ void bench_k2k(RingKernel& rt, int hops, int pairs, std::uint64_t per_pair) {
 void bench_publish(RingKernel& rt, int iters) {
   Broker& b = rt.broker();
   const TopicId topic = b.topic<bench::Stamp>("bench/stamps").value();
-  for (const bool device : {true, false}) {
-    const std::string tag = device ? "dev" : "host";
+  // Device delivery with the K2K express line, without it (RINGKERNEL_CUDA_EXPRESS=0 at
+  // launch), then through the host broker.
+  for (const int kind : {0, 1, 2}) {
+    const bool device = kind != 2;
+    const std::string tag = kind == 0 ? "dev" : kind == 1 ? "dev-plain" : "host";
+    if (kind == 1) setenv("RINGKERNEL_CUDA_EXPRESS", "0", 1);
     auto pub = rt.launch("bench.stamp_publisher", LaunchOptions{.block_size = 32, .kernel_id = "publisher-" + tag}).value();
     LaunchOptions so{.block_size = 32, .kernel_id = "stamp_sink-" + tag};
     if (!device) so.k2k_delivery = K2KDelivery::Pull;
     auto sink = rt.launch("bench.k2k_latency_sink", so).value();
+    unsetenv("RINGKERNEL_CUDA_EXPRESS");
     const SubscriptionId sub = b.subscribe_kernel("bench/stamps", sink).value();
     std::vector<double> ns;
     for (int i = -500; i < iters; ++i) {
@@ -587,7 +592,9 @@ void bench_publish(RingKernel& rt, int iters) {
     pub.terminate().value();
     sink.terminate().value();
     const Percentiles p = percentiles(ns);
-    row(device ? "g. publish -> delivery, kernel to kernel on the device" : "g. baseline: the same publish via the host broker",
+    row(kind == 0   ? "g. publish -> delivery, kernel to kernel on the device"
+        : kind == 1 ? "g. same, K2K express line off"
+                    : "g. baseline: the same publish via the host broker",
         fmt("p50 %.0f ns  p99 %.0f ns", p.p50, p.p99));
   }
 }

@@ -224,8 +224,8 @@ __device__ inline bool dev_route_from_table(const DeviceKernel* dk, std::uint32_
 
 /// The K2K express line: a message sent alone (one lane, one message) of up to 16 bytes
 /// also goes into its ring's producer line (RingIndices::express, the layout of queue.hpp
-/// with a K2K header): type (2 words), correlation id (2), HLC physical (2) and logical
-/// (2), then the payload. A receiving actor loads the line with its poll of the tail and
+/// with a K2K header): type (2 words), correlation id (2), the packed HLC stamp (2) and the
+/// sender's node id (2), then the payload. A receiving actor loads the line with its poll of the tail and
 /// can take the message before the sender's fence and tail store: one L2 round trip and the
 /// fence off the hop. Several senders racing on the line leave mixed flags: the receiver
 /// then reads the slot.
@@ -233,13 +233,13 @@ inline constexpr std::uint32_t kK2KExpressHeader = 8;
 inline constexpr std::uint32_t kK2KExpressMaxPayload = (express::kWords - kK2KExpressHeader) * 4;
 
 __device__ inline void dev_k2k_express_write(RingIndices* ix, std::uint64_t pos, TypeId type, std::uint64_t corr,
-                                             std::uint64_t physical, std::uint64_t logical, const void* payload,
+                                             std::uint64_t packed_stamp, std::uint64_t node, const void* payload,
                                              std::uint32_t size) {
   std::uint32_t d[express::kWords] = {};
   memcpy(&d[0], &type, 8);
   memcpy(&d[2], &corr, 8);
-  memcpy(&d[4], &physical, 8);
-  memcpy(&d[6], &logical, 8);
+  memcpy(&d[4], &packed_stamp, 8);
+  memcpy(&d[6], &node, 8);
   memcpy(&d[kK2KExpressHeader], payload, size);
   const std::uint64_t flag = std::uint64_t{express::flag_of(pos)} << 32;
   const std::uint32_t words = kK2KExpressHeader + (size + 3) / 4;
@@ -379,7 +379,7 @@ __device__ inline Status dev_k2k_run(const DeviceKernel* dk, const BlockShared* 
     dev_store16(slot, buf, sizeof env);
     dev_store_payload(slot + sizeof env, p + std::size_t{k} * size, size);
     if (alone && total == 1 && size <= kK2KExpressMaxPayload && dk->k2k_express)
-      dev_k2k_express_write(ix, base, type, corr, env.timestamp.physical, env.timestamp.logical, p, size);
+      dev_k2k_express_write(ix, base, type, corr, stamp + offset + k, dk->node_id, p, size);
   }
   __syncwarp(peers);  // every lane's slots are written before the run is published
   if (lane == first) {

@@ -418,11 +418,10 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
           for (std::uint32_t r = 0; r < bs->in_count && cmd == kCmdNone; ++r) {
             RingIndices* ix = bs->in_routes[r].view.indices;
             // The K2K express line (dev_k2k_express_write), on the tail's line: loaded with
-            // it, relaxed (each word vouches for itself). Actors only; not for publish
-            // inboxes, whose senders the route does not name.
+            // it, relaxed (each word vouches for itself). Actor kernels only.
             constexpr bool kXSize = sizeof(Req) <= kK2KExpressMaxPayload;
             constexpr std::uint32_t kXWords = kK2KExpressHeader + (sizeof(Req) + 3) / 4;
-            const bool xr = kXSize && actor && dk->k2k_express && bs->in_routes[r].peer != kPublishInboxPeer;
+            const bool xr = kXSize && actor && dk->k2k_express;
             std::uint64_t xw[express::kWords];
             if (xr) {
 #pragma unroll
@@ -455,21 +454,14 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
               const std::uint64_t type = (xw[0] & 0xffffffffull) | (xw[1] << 32);
               if (whole && type == type_id_v<Req>) {  // another type: the slot path refuses and counts it
                 // The leader stages it itself: warp 0 waits at the barrier, staging is free.
-                const std::uint32_t peer = bs->in_routes[r].peer;
+                const std::uint64_t packed = (xw[4] & 0xffffffffull) | (xw[5] << 32);
+                const std::uint64_t node = (xw[6] & 0xffffffffull) | (xw[7] << 32);
+                const Envelope env{type, (xw[2] & 0xffffffffull) | (xw[3] << 32), hlc::unpack(packed, node),
+                                   static_cast<std::uint32_t>(sizeof(Req)),
+                                   static_cast<std::uint16_t>(node & 0xffffu),  // the sender's slot + 1, as in its slot
+                                   static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
+                memcpy(staging, &env, sizeof env);
                 auto* w32 = reinterpret_cast<std::uint32_t*>(staging);
-                const std::uint64_t node = (dk->host_node << 16) | (peer + 1);
-                const std::uint32_t env_words[12] = {
-                    static_cast<std::uint32_t>(xw[0]), static_cast<std::uint32_t>(xw[1]),
-                    static_cast<std::uint32_t>(xw[2]), static_cast<std::uint32_t>(xw[3]),
-                    static_cast<std::uint32_t>(xw[4]), static_cast<std::uint32_t>(xw[5]),
-                    static_cast<std::uint32_t>(xw[6]), static_cast<std::uint32_t>(xw[7]),
-                    static_cast<std::uint32_t>(node), static_cast<std::uint32_t>(node >> 32),
-                    static_cast<std::uint32_t>(sizeof(Req)),
-                    static_cast<std::uint32_t>(peer + 1) | (static_cast<std::uint32_t>(Priority::Normal) << 16) |
-                        (static_cast<std::uint32_t>(kEnvelopeK2K) << 24)};
-                static_assert(sizeof(Envelope) == 48);
-#pragma unroll
-                for (std::uint32_t i = 0; i < 12; ++i) w32[i] = env_words[i];
 #pragma unroll
                 for (std::uint32_t i = kK2KExpressHeader; i < express::kWords; ++i)
                   if (i < kXWords) w32[12 + i - kK2KExpressHeader] = static_cast<std::uint32_t>(xw[i]);
