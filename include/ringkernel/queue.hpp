@@ -48,7 +48,7 @@ struct alignas(kIndexAlign) RingIndices {
   std::uint32_t producer_closed;  ///< 1 = the producer will write no more
   std::uint32_t reserved0;
   std::uint64_t claim;            ///< multi-producer rings on a device: next position to claim
-  /// The express copy of the newest message (see ExpressLine); unused by most rings.
+  /// The express copy of the newest message (namespace express below); unused by most rings.
   std::uint64_t express[(kIndexAlign - 32) / 8];
   // -- consumer line --
   std::uint64_t head;             ///< next position to read; published with release
@@ -89,6 +89,16 @@ RK_HOST_DEVICE constexpr std::uint32_t words_for(std::uint32_t payload) noexcept
 RK_HOST_DEVICE constexpr std::uint32_t flag_of(std::uint64_t pos) noexcept {
   const auto f = static_cast<std::uint32_t>(pos + 1);
   return f != 0 ? f : 1u;
+}
+/// The data words of a message (before the flags go on): the one layout both directions
+/// write, the host for requests and a CUDA actor for responses. `size` <= kMaxPayload.
+RK_HOST_DEVICE inline void pack(std::uint32_t (&d)[kWords], std::uint64_t correlation, std::uint64_t physical,
+                                std::uint64_t logical, const void* payload, std::uint32_t size) noexcept {
+  for (std::uint32_t i = 0; i < kWords; ++i) d[i] = 0;
+  std::memcpy(&d[0], &correlation, 8);
+  std::memcpy(&d[2], &physical, 8);
+  std::memcpy(&d[4], &logical, 8);
+  std::memcpy(&d[kHeaderWords], payload, size);
 }
 }  // namespace express
 

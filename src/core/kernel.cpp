@@ -251,11 +251,8 @@ void KernelCore::write_express(const Envelope& env, const void* payload, std::ui
   // itself word by word (flags), so its stores need no order against the slot's; a reader
   // that finds it incomplete reads the slot after the tail's acquire.
   if (size > express::kMaxPayload) return;
-  std::uint32_t data[express::kWords] = {};
-  std::memcpy(&data[0], &env.correlation_id, 8);
-  std::memcpy(&data[2], &env.timestamp.physical, 8);
-  std::memcpy(&data[4], &env.timestamp.logical, 8);
-  std::memcpy(&data[express::kHeaderWords], payload, size);
+  std::uint32_t data[express::kWords];
+  express::pack(data, env.correlation_id, env.timestamp.physical, env.timestamp.logical, payload, size);
   const std::uint64_t flag = std::uint64_t{express::flag_of(producer.position())} << 32;
   const std::uint32_t words = express::words_for(size);
   for (std::uint32_t i = 0; i < words; ++i) store_relaxed(&input.indices->express[i], flag | data[i]);

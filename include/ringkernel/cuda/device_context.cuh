@@ -232,6 +232,19 @@ __device__ inline bool dev_route_from_table(const DeviceKernel* dk, std::uint32_
 inline constexpr std::uint32_t kK2KExpressHeader = 8;
 inline constexpr std::uint32_t kK2KExpressMaxPayload = (express::kWords - kK2KExpressHeader) * 4;
 
+/// Stores the first `words` data words `d` of an express line with their flag: 16-byte
+/// stores whose 8-byte elements are each single-copy atomic (queue.hpp, namespace express).
+__device__ inline void dev_store_express(RingIndices* ix, std::uint32_t flag32, const std::uint32_t (&d)[express::kWords],
+                                         std::uint32_t words) {
+  const std::uint64_t flag = std::uint64_t{flag32} << 32;
+#pragma unroll
+  for (std::uint32_t i = 0; i < express::kWords; i += 2)
+    if (i < words)
+      asm volatile("st.volatile.global.v2.u64 [%0], {%1, %2};" ::"l"(__cvta_generic_to_global(&ix->express[i])),
+                   "l"(flag | d[i]), "l"(flag | d[i + 1])
+                   : "memory");
+}
+
 __device__ inline void dev_k2k_express_write(RingIndices* ix, std::uint64_t pos, TypeId type, std::uint64_t corr,
                                              std::uint64_t packed_stamp, std::uint64_t node, const void* payload,
                                              std::uint32_t size) {
@@ -241,14 +254,7 @@ __device__ inline void dev_k2k_express_write(RingIndices* ix, std::uint64_t pos,
   memcpy(&d[4], &packed_stamp, 8);
   memcpy(&d[6], &node, 8);
   memcpy(&d[kK2KExpressHeader], payload, size);
-  const std::uint64_t flag = std::uint64_t{express::flag_of(pos)} << 32;
-  const std::uint32_t words = kK2KExpressHeader + (size + 3) / 4;
-#pragma unroll
-  for (std::uint32_t i = 0; i < express::kWords; i += 2)  // 8-byte elements: each single-copy atomic
-    if (i < words)
-      asm volatile("st.volatile.global.v2.u64 [%0], {%1, %2};" ::"l"(__cvta_generic_to_global(&ix->express[i])),
-                   "l"(flag | d[i]), "l"(flag | d[i + 1])
-                   : "memory");
+  dev_store_express(ix, express::flag_of(pos), d, kK2KExpressHeader + (size + 3) / 4);
 }
 
 /// Why a K2K ring has no room: its consumer is gone, or it is full (off the fast path).

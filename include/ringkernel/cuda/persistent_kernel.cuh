@@ -230,18 +230,9 @@ __device__ inline void record_latency(const DeviceKernel* dk, BlockShared* bs, c
 template <class Resp>
 __device__ inline void write_express_response(RingIndices* ix, std::uint64_t pos, const Envelope& env, const Resp& resp) {
   if constexpr (sizeof(Resp) <= express::kMaxPayload) {
-    std::uint32_t data[express::kWords] = {};
-    memcpy(&data[0], &env.correlation_id, 8);
-    memcpy(&data[2], &env.timestamp.physical, 8);
-    memcpy(&data[4], &env.timestamp.logical, 8);
-    memcpy(&data[express::kHeaderWords], &resp, sizeof(Resp));
-    const std::uint64_t flag = std::uint64_t{express::flag_of(pos)} << 32;
-    constexpr std::uint32_t kWords = express::words_for(sizeof(Resp));
-#pragma unroll
-    for (std::uint32_t i = 0; i < kWords; i += 2)  // 8-byte elements: each single-copy atomic
-      asm volatile("st.volatile.global.v2.u64 [%0], {%1, %2};" ::"l"(__cvta_generic_to_global(&ix->express[i])),
-                   "l"(flag | data[i]), "l"(flag | data[i + 1])
-                   : "memory");
+    std::uint32_t data[express::kWords];
+    express::pack(data, env.correlation_id, env.timestamp.physical, env.timestamp.logical, &resp, sizeof(Resp));
+    dev_store_express(ix, express::flag_of(pos), data, express::words_for(sizeof(Resp)));
   }
 }
 
