@@ -67,6 +67,7 @@ struct BlockShared {
   std::uint64_t out_base;      // first output position of the batch
   std::uint64_t hlc_first;     // parallel mode: packed HLC of the batch's first response
   std::uint64_t hlc_local;     // one-block kernels: the kernel clock lives here (shared-memory atomics)
+  std::uint64_t hlc_seen;      // one-block kernels: the latest stamp received, merged by the next tick
   std::uint64_t actor_done;    // last actor command carried out (leader)
   std::uint64_t actor_exec;    // the command being carried out (leader -> handler threads)
   std::uint64_t* hlc;          // &hlc_local (one block) or &DeviceWork::hlc (parallel, several blocks)
@@ -143,13 +144,27 @@ __device__ inline unsigned long long hlc_load(const unsigned long long* p) {
   return __isShared(p) ? shared_volatile_load64(p) : *reinterpret_cast<const volatile unsigned long long*>(p);
 }
 
+/// The kernel's next `n` events (the first is returned). In a one-block kernel the clock
+/// lives in shared memory and a receive is not merged at once: dev_hlc_observe records the
+/// stamp in hlc_seen, and the tick merges it (next_merge with a stamp the clock already
+/// passed is next_tick), so every event after a receive still orders after its stamp.
 __device__ inline std::uint64_t dev_hlc_tick(const DeviceKernel* dk, const BlockShared* bs, std::uint32_t n = 1) {
   unsigned long long* p = reinterpret_cast<unsigned long long*>(bs->hlc);
   const std::uint64_t now = dev_wall_us(dk);
+  if (__isShared(p)) {
+    const std::uint64_t seen = shared_volatile_load64(&bs->hlc_seen);
+    unsigned long long prev = shared_volatile_load64(p);
+    for (;;) {
+      const std::uint64_t first = hlc::next_merge(prev, seen, now);
+      const unsigned long long got = shared_cas64(p, prev, first + (n ? n - 1 : 0));
+      if (got == prev) return first;
+      prev = got;
+    }
+  }
   unsigned long long prev = hlc_load(p);
   for (;;) {
     const std::uint64_t first = hlc::next_tick(prev, now);
-    const unsigned long long seen = hlc_cas(p, prev, first + (n ? n - 1 : 0));
+    const unsigned long long seen = global_cas64(p, prev, first + (n ? n - 1 : 0));
     if (seen == prev) return first;
     prev = seen;
   }
@@ -164,6 +179,26 @@ __device__ inline void dev_hlc_merge(const DeviceKernel* dk, const BlockShared* 
     if (seen == prev) return;
     prev = seen;
   }
+}
+/// A received stamp: every later event of this kernel orders after it. One-block kernels
+/// record it with a fire-and-forget shared max (the next tick merges it: no clock read and
+/// no compare-and-swap on the receive path); kernels whose blocks share the clock merge now.
+__device__ inline void dev_hlc_observe(const DeviceKernel* dk, BlockShared* bs, const HlcTimestamp& remote) {
+  if (__isShared(bs->hlc)) {
+    asm volatile("red.shared.max.u64 [%0], %1;" ::"r"(shared_addr(&bs->hlc_seen)), "l"(hlc::pack(remote)) : "memory");
+    return;
+  }
+  dev_hlc_merge(dk, bs, remote);
+}
+/// The clock's latest event, with any received stamp not yet merged merged now.
+__device__ inline std::uint64_t dev_hlc_now(const DeviceKernel* dk, const BlockShared* bs) {
+  const unsigned long long* p = reinterpret_cast<const unsigned long long*>(bs->hlc);
+  const std::uint64_t clock = hlc_load(p);
+  if (!__isShared(p)) return clock;
+  const std::uint64_t seen = shared_volatile_load64(&bs->hlc_seen);
+  if (seen < clock) return clock;
+  dev_hlc_merge(dk, bs, hlc::unpack(seen, 0));
+  return hlc_load(p);
 }
 __device__ inline void dev_fail(const DeviceKernel* dk, BlockShared* bs, std::uint32_t code) {
   atomicCAS(&bs->fault, 0u, code);
@@ -234,15 +269,23 @@ inline constexpr std::uint32_t kK2KExpressMaxPayload = (express::kWords - kK2KEx
 
 /// Stores the first `words` data words `d` of an express line with their flag: 16-byte
 /// stores whose 8-byte elements are each single-copy atomic (queue.hpp, namespace express).
+/// System scope for a line the host reads; GPU scope for a K2K ring (both ends on this GPU).
+template <Scope S>
 __device__ inline void dev_store_express(RingIndices* ix, std::uint32_t flag32, const std::uint32_t (&d)[express::kWords],
                                          std::uint32_t words) {
   const std::uint64_t flag = std::uint64_t{flag32} << 32;
 #pragma unroll
   for (std::uint32_t i = 0; i < express::kWords; i += 2)
-    if (i < words)
-      asm volatile("st.volatile.global.v2.u64 [%0], {%1, %2};" ::"l"(__cvta_generic_to_global(&ix->express[i])),
-                   "l"(flag | d[i]), "l"(flag | d[i + 1])
-                   : "memory");
+    if (i < words) {
+      if constexpr (S == Scope::System)
+        asm volatile("st.volatile.global.v2.u64 [%0], {%1, %2};" ::"l"(__cvta_generic_to_global(&ix->express[i])),
+                     "l"(flag | d[i]), "l"(flag | d[i + 1])
+                     : "memory");
+      else
+        asm volatile("st.relaxed.gpu.global.v2.u64 [%0], {%1, %2};" ::"l"(__cvta_generic_to_global(&ix->express[i])),
+                     "l"(flag | d[i]), "l"(flag | d[i + 1])
+                     : "memory");
+    }
 }
 
 __device__ inline void dev_k2k_express_write(RingIndices* ix, std::uint64_t pos, TypeId type, std::uint64_t corr,
@@ -254,7 +297,7 @@ __device__ inline void dev_k2k_express_write(RingIndices* ix, std::uint64_t pos,
   memcpy(&d[4], &packed_stamp, 8);
   memcpy(&d[6], &node, 8);
   memcpy(&d[kK2KExpressHeader], payload, size);
-  dev_store_express(ix, express::flag_of(pos), d, kK2KExpressHeader + (size + 3) / 4);
+  dev_store_express<Scope::Device>(ix, express::flag_of(pos), d, kK2KExpressHeader + (size + 3) / 4);
 }
 
 /// Why a K2K ring has no room: its consumer is gone, or it is full (off the fast path).
@@ -556,8 +599,7 @@ RK_HOST_DEVICE inline HlcTimestamp RingContext::hlc_tick() noexcept {
 
 RK_HOST_DEVICE inline HlcTimestamp RingContext::hlc_now() noexcept {
 #if RK_DEVICE_PASS
-  return hlc::unpack(detail::hlc_load(reinterpret_cast<const unsigned long long*>(
-                         static_cast<const detail::BlockShared*>(device_block_)->hlc)),
+  return hlc::unpack(detail::dev_hlc_now(device_, static_cast<const detail::BlockShared*>(device_block_)),
                      device_->node_id);
 #else
   return detail::cpu_hlc_now(cpu_);
@@ -655,7 +697,7 @@ RK_HOST_DEVICE inline Status RingContext::k2k_try_receive_bytes(TypeId type, voi
       store_release<Scope::Device>(&v.indices->head, head + 1);
       bs->in_unreleased[r] = 0;
     }
-    detail::dev_hlc_merge(device_, bs, env.timestamp);
+    detail::dev_hlc_observe(device_, bs, env.timestamp);
     if (source) *source = bs->in_routes[r].peer;
     return Status::Ok;
   }

@@ -232,7 +232,7 @@ __device__ inline void write_express_response(RingIndices* ix, std::uint64_t pos
   if constexpr (sizeof(Resp) <= express::kMaxPayload) {
     std::uint32_t data[express::kWords];
     express::pack(data, env.correlation_id, env.timestamp.physical, env.timestamp.logical, &resp, sizeof(Resp));
-    dev_store_express(ix, express::flag_of(pos), data, express::words_for(sizeof(Resp)));
+    dev_store_express<Scope::System>(ix, express::flag_of(pos), data, express::words_for(sizeof(Resp)));
   }
 }
 
@@ -288,7 +288,7 @@ __device__ inline void flush_telemetry(const DeviceKernel* dk, const BlockShared
   const std::uint64_t pub_only = load_relaxed<Scope::Device>(&w->pub_device_only);
   const std::uint64_t pub_delivered = load_relaxed<Scope::Device>(&w->pub_delivered);
   const std::uint64_t pub_dropped = load_relaxed<Scope::Device>(&w->pub_dropped);
-  const std::uint64_t clock = *reinterpret_cast<const volatile std::uint64_t*>(bs->hlc);
+  const std::uint64_t clock = dev_hlc_now(dk, bs);
   const std::uint64_t seen_tail = *reinterpret_cast<const volatile std::uint64_t*>(&bs->host_tail);
   TelemetryBuffer* t = dk->telemetry;
   ControlBlock* c = dk->control;
@@ -418,7 +418,7 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
 #pragma unroll
               for (std::uint32_t i = 0; i < express::kWords; i += 2)
                 if (i < kXWords)
-                  asm volatile("ld.volatile.global.v2.u64 {%0, %1}, [%2];"
+                  asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];"
                                : "=l"(xw[i]), "=l"(xw[i + 1])
                                : "l"(__cvta_generic_to_global(&ix->express[i]))
                                : "memory");
@@ -430,38 +430,41 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
             const std::uint64_t head = bs->in_heads[r];
             // Signed: a message taken from the express line moves the head past a tail
             // its sender has not published yet.
-            if (static_cast<std::int64_t>(t - head) > 0) {
-              const std::uint64_t avail = t - head;
-              bs->n = static_cast<std::uint32_t>(avail < max_batch ? avail : max_batch);
-              bs->start = head;
-              bs->source = r + 1;
-              cmd = kCmdBatch;
-            } else if (xr) {
+            const bool published = static_cast<std::int64_t>(t - head) > 0;
+            // The express line holds message `head` when every word carries its flag,
+            // whether or not the tail has arrived too: the leader then stages it from the
+            // words it already holds (warp 0 does not read the slot from L2).
+            bool hit = false;
+            if (xr) {
               const std::uint32_t want = express::flag_of(head);
               bool whole = true;
 #pragma unroll
               for (std::uint32_t i = 0; i < express::kWords; ++i)
                 if (i < kXWords) whole = whole && static_cast<std::uint32_t>(xw[i] >> 32) == want;
               const std::uint64_t type = (xw[0] & 0xffffffffull) | (xw[1] << 32);
-              if (whole && type == type_id_v<Req>) {  // another type: the slot path refuses and counts it
-                // The leader stages it itself: warp 0 waits at the barrier, staging is free.
-                const std::uint64_t packed = (xw[4] & 0xffffffffull) | (xw[5] << 32);
-                const std::uint64_t node = (xw[6] & 0xffffffffull) | (xw[7] << 32);
-                const Envelope env{type, (xw[2] & 0xffffffffull) | (xw[3] << 32), hlc::unpack(packed, node),
-                                   static_cast<std::uint32_t>(sizeof(Req)),
-                                   static_cast<std::uint16_t>(node & 0xffffu),  // the sender's slot + 1, as in its slot
-                                   static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
-                memcpy(staging, &env, sizeof env);
-                auto* w32 = reinterpret_cast<std::uint32_t*>(staging);
+              hit = whole && type == type_id_v<Req>;  // another type: the slot path refuses and counts it
+            }
+            if (published || hit) {
+              const std::uint64_t avail = published ? t - head : 1;
+              bs->n = static_cast<std::uint32_t>(avail < max_batch ? avail : max_batch);
+              bs->start = head;
+              bs->source = r + 1;
+              cmd = kCmdBatch;
+            }
+            if (hit) {
+              // The leader stages it itself: warp 0 waits at the barrier, staging is free.
+              const std::uint64_t packed = (xw[4] & 0xffffffffull) | (xw[5] << 32);
+              const std::uint64_t node = (xw[6] & 0xffffffffull) | (xw[7] << 32);
+              const Envelope env{type_id_v<Req>, (xw[2] & 0xffffffffull) | (xw[3] << 32), hlc::unpack(packed, node),
+                                 static_cast<std::uint32_t>(sizeof(Req)),
+                                 static_cast<std::uint16_t>(node & 0xffffu),  // the sender's slot + 1, as in its slot
+                                 static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
+              memcpy(staging, &env, sizeof env);
+              auto* w32 = reinterpret_cast<std::uint32_t*>(staging);
 #pragma unroll
-                for (std::uint32_t i = kK2KExpressHeader; i < express::kWords; ++i)
-                  if (i < kXWords) w32[12 + i - kK2KExpressHeader] = static_cast<std::uint32_t>(xw[i]);
-                bs->n = 1;
-                bs->start = head;
-                bs->source = r + 1;
-                bs->staged = 1;
-                cmd = kCmdBatch;
-              }
+              for (std::uint32_t i = kK2KExpressHeader; i < express::kWords; ++i)
+                if (i < kXWords) w32[12 + i - kK2KExpressHeader] = static_cast<std::uint32_t>(xw[i]);
+              bs->staged = 1;
             }
           }
         }
@@ -612,7 +615,7 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
         Resp resp{};
         bool emit = false;
         if (valid && tid < dk->block_size) {
-          if (tid == 0) dev_hlc_merge(dk, bs, env.timestamp);
+          if (tid == 0) dev_hlc_observe(dk, bs, env.timestamp);
           ctx.set_message(env.timestamp, env.correlation_id, source == 0 ? 0u : bs->in_routes[source - 1].peer + 1, 0);
           ctx.set_actor(actor);
           emit = Traits::invoke(handler, ctx, *st, req, resp);
