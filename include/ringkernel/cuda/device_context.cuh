@@ -476,6 +476,24 @@ __device__ inline Status dev_k2k_push(const DeviceKernel* dk, const BlockShared*
   return result;
 }
 
+/// The counters a K2K send leaves behind (fire-and-forget reductions).
+__device__ inline void dev_count_send(DeviceWork* w, Status s, std::uint32_t count) {
+  if (s == Status::Ok) global_add64(&w->k2k_sent, count);
+  if (s == Status::Closed) global_add64(&w->dead_letters, count);
+}
+
+/// A send over a route connected after the leader last refreshed its cache: found in the
+/// host's table from entry `first` on, sent without a hint. NoRoute when there is none.
+__device__ __noinline__ inline Status dev_k2k_send_uncached(const DeviceKernel* dk, const BlockShared* bs,
+                                                           std::uint32_t first, std::uint32_t dest, TypeId type,
+                                                           const void* payload, std::uint32_t size, std::uint64_t corr,
+                                                           std::uint32_t count) {
+  RouteEntry fresh;
+  for (std::uint32_t i = first; dev_route_from_table(dk, i, fresh); ++i)
+    if (fresh.peer == dest) return dev_k2k_push(dk, bs, fresh.view, type, payload, size, corr, nullptr, count, false);
+  return Status::NoRoute;
+}
+
 /// The routing table's entry for `topic`, or null (open addressing, linear probing).
 __device__ inline const DeviceTopicEntry* dev_find_topic(const DeviceTopicTable* table, std::uint64_t topic) {
   const auto* entries = reinterpret_cast<const DeviceTopicEntry*>(table + 1);
@@ -633,20 +651,20 @@ RK_HOST_DEVICE inline Status RingContext::k2k_send_bytes(std::uint32_t dest, Typ
   auto* bs = static_cast<detail::BlockShared*>(device_block_);
   detail::DeviceWork* w = dk->work;
   if (dk->k2k_enabled) {
-    const RingView* view = nullptr;
-    detail::RouteHint* hint = nullptr;
-    for (std::uint32_t i = 0; i < bs->out_count && !view; ++i)
+    // A route the leader has cached: its view and hint are in shared memory, and the send
+    // reads them as such (no generic pointer that could also point at a local copy).
+    const std::uint32_t cached = bs->out_count;
+    for (std::uint32_t i = 0; i < cached; ++i)
       if (bs->out_routes[i].peer == dest) {
-        view = &bs->out_routes[i].view;
-        hint = &bs->out_hints[i];
+        const Status s = detail::dev_k2k_push(dk, bs, bs->out_routes[i].view, type, payload, size, msg_corr_,
+                                              &bs->out_hints[i], count, dk->grid_size == 1);
+        detail::dev_count_send(w, s, count);
+        return s;
       }
-    detail::RouteEntry fresh;
-    for (std::uint32_t i = bs->out_count; !view && detail::dev_route_from_table(dk, i, fresh); ++i)
-      if (fresh.peer == dest) view = &fresh.view;  // connected moments ago, not cached yet
-    if (view) {
-      const Status s = detail::dev_k2k_push(dk, bs, *view, type, payload, size, msg_corr_, hint, count, dk->grid_size == 1);
-      if (s == Status::Ok) detail::global_add64(&w->k2k_sent, count);
-      if (s == Status::Closed) detail::global_add64(&w->dead_letters, count);
+    // Connected moments ago, not cached yet: the host's table (off the fast path).
+    const Status s = detail::dev_k2k_send_uncached(dk, bs, cached, dest, type, payload, size, msg_corr_, count);
+    if (s != Status::NoRoute) {
+      detail::dev_count_send(w, s, count);
       return s;
     }
     if (dest < dk->directory_size) {
