@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -182,14 +183,23 @@ TEST(CpuWorkers, a_host_thread_sharing_the_kernels_cpu_does_not_spin_it_out) {
     RingKernel rt = RingKernel::builder().backend(Backend::Cpu).build().value();
     KernelHandle k = rt.launch("wtest.who", on("", "pinned")).value();
     (void)thread_of(k, 0);
+    // The median round trip, not the total: another process on this CPU (a build, say)
+    // takes whole time slices now and then, which stretches a few round trips; spinning
+    // each other out stretched every one of them.
     constexpr int kRounds = 2000;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 1; i <= kRounds; ++i) ASSERT_NE(thread_of(k, static_cast<std::uint64_t>(i)), 0u);
-    const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::vector<double> us;
+    us.reserve(kRounds);
+    for (int i = 1; i <= kRounds; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      ASSERT_NE(thread_of(k, static_cast<std::uint64_t>(i)), 0u);
+      us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::nth_element(us.begin(), us.begin() + kRounds / 2, us.end());
+    const double median = us[kRounds / 2];
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-    (void)ms;  // sanitizers slow every round trip; the check is for the optimised build
+    (void)median;  // sanitizers slow every round trip; the check is for the optimised build
 #else
-    EXPECT_LT(ms, 100.0) << kRounds << " round trips on one shared CPU took " << ms << " ms";
+    EXPECT_LT(median, 30.0) << "median round trip on one shared CPU: " << median << " us";
 #endif
   }
   ASSERT_EQ(sched_setaffinity(0, sizeof before, &before), 0);

@@ -586,19 +586,24 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
     const std::uint32_t source = bs->source;
     const RingView& in_view = source == 0 ? dk->input : bs->in_routes[source - 1].view;
     if (actor) {
+      // The leader staged the first message itself (K2K express line) before the barrier
+      // every handler thread passed since: nothing to copy, and no second barrier.
+      const bool leader_staged = bs->staged != 0;
       for (std::uint32_t i = 0; i < n; ++i) {
-        if (tid < 32) {  // warp 0 stages the message in shared memory
-          // From the express line when the poller has it (no PCIe read), else from the slot.
-          const bool staged = (i == 0 && bs->staged != 0) ||  // the leader staged it (K2K express)
-                              (source == 0 && dk->express != 0 && stage_express<Req>(dk, bs, staging, bs->start + i));
-          if (!staged) {
-            const std::byte* slot = in_view.slot(bs->start + i);
-            const std::uint32_t words = slot_size_for(sizeof(Req)) / 16;
-            for (std::uint32_t k = tid; k < words; k += 32)
-              reinterpret_cast<uint4*>(staging)[k] = const_cast<const uint4&>(reinterpret_cast<const volatile uint4*>(slot)[k]);
+        if (i != 0 || !leader_staged) {
+          if (tid < 32) {  // warp 0 stages the message in shared memory
+            // From the express line when the poller has it (no PCIe read), else from the slot.
+            const bool staged =
+                source == 0 && dk->express != 0 && stage_express<Req>(dk, bs, staging, bs->start + i);
+            if (!staged) {
+              const std::byte* slot = in_view.slot(bs->start + i);
+              const std::uint32_t words = slot_size_for(sizeof(Req)) / 16;
+              for (std::uint32_t k = tid; k < words; k += 32)
+                reinterpret_cast<uint4*>(staging)[k] = const_cast<const uint4&>(reinterpret_cast<const volatile uint4*>(slot)[k]);
+            }
           }
+          handler_barrier(hthreads);
         }
-        handler_barrier(hthreads);
         Envelope env;
         memcpy(&env, staging, sizeof env);
         bool valid = env.type_id == type_id_v<Req> && env.payload_size == sizeof(Req);
