@@ -386,7 +386,8 @@ class KernelCore {
   /// Copies a single send into the input ring's express line (input_express; send_lock held).
   void write_express(const Envelope& env, const void* payload, std::uint32_t size) noexcept;
   /// recv_lock held, the ring looked empty: the response at the head from the output
-  /// express line, if the line holds all of it (response_size bytes into `payload`).
+  /// express line, if the line holds all of it (response_size bytes into `payload`); the
+  /// host clock observes its stamp, as for a response read from its slot.
   bool take_express(Envelope& env, void* payload) noexcept;
   /// recv_lock held: releases the slot of a response taken from the express line once the
   /// tail announces it. False while it has not: nothing else may be read before it.

@@ -277,6 +277,7 @@ bool KernelCore::take_express(Envelope& env, void* payload) noexcept {
   std::memcpy(&env.timestamp.logical, &data[4], 8);
   std::memcpy(payload, &data[express::kHeaderWords], response_size);
   express_taken = true;
+  if (host_clock) (void)host_clock->observe(env.timestamp);
   return true;
 }
 
@@ -371,7 +372,6 @@ Status KernelCore::try_receive_raw(TypeId type, void* out, std::uint32_t size, E
     if (cell == nullptr && output_express) {
       Envelope env;
       if (take_express(env, out)) {
-        if (host_clock) (void)host_clock->observe(env.timestamp);
         if (env_out) *env_out = env;
         return Status::Ok;
       }
@@ -406,10 +406,7 @@ std::size_t KernelCore::try_receive_batch_raw(TypeId type, std::byte* out, std::
   if (n == 0) {
     // Nothing announced yet: a lone response may already be on the express line.
     Envelope env;
-    if (output_express && done < count && take_express(env, out + done * size)) {
-      if (host_clock) (void)host_clock->observe(env.timestamp);
-      return done + 1;
-    }
+    if (output_express && done < count && take_express(env, out + done * size)) return done + 1;
     return done;
   }
   HlcTimestamp last{};
@@ -566,7 +563,6 @@ Result<void> KernelCore::call_raw(TypeId req_type, const void* req, std::uint32_
         Envelope env;
         std::byte payload[express::kMaxPayload];
         if (output_express && take_express(env, payload)) {
-          if (host_clock) (void)host_clock->observe(env.timestamp);
           if (env.correlation_id == corr) {
             std::memcpy(resp, payload, resp_size);
             return {};

@@ -441,8 +441,7 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
 #pragma unroll
               for (std::uint32_t i = 0; i < express::kWords; ++i)
                 if (i < kXWords) whole = whole && static_cast<std::uint32_t>(xw[i] >> 32) == want;
-              const std::uint64_t type = (xw[0] & 0xffffffffull) | (xw[1] << 32);
-              hit = whole && type == type_id_v<Req>;  // another type: the slot path refuses and counts it
+              hit = whole && express_word64(xw, 0) == type_id_v<Req>;  // another type: the slot path refuses and counts it
             }
             if (published || hit) {
               const std::uint64_t avail = published ? t - head : 1;
@@ -453,9 +452,8 @@ __global__ void __launch_bounds__(Wide ? 1024 : kCudaCompactThreads, 1)
             }
             if (hit) {
               // The leader stages it itself: warp 0 waits at the barrier, staging is free.
-              const std::uint64_t packed = (xw[4] & 0xffffffffull) | (xw[5] << 32);
-              const std::uint64_t node = (xw[6] & 0xffffffffull) | (xw[7] << 32);
-              const Envelope env{type_id_v<Req>, (xw[2] & 0xffffffffull) | (xw[3] << 32), hlc::unpack(packed, node),
+              const std::uint64_t node = express_word64(xw, 6);
+              const Envelope env{type_id_v<Req>, express_word64(xw, 2), hlc::unpack(express_word64(xw, 4), node),
                                  static_cast<std::uint32_t>(sizeof(Req)),
                                  static_cast<std::uint16_t>(node & 0xffffu),  // the sender's slot + 1, as in its slot
                                  static_cast<std::uint8_t>(Priority::Normal), kEnvelopeK2K};
