@@ -322,7 +322,13 @@ int main(int argc, char** argv) {
   volley_opts.cpu_worker = "volley";
   auto volley_pinger = runtime->launch("bench.volley_pinger", volley_opts);
   auto volley_ponger = runtime->launch("bench.volley_ponger", volley_opts);
-  if (!echo || !counter || !pinger || !ponger || !volley_pinger || !volley_ponger) rkbench::fail("launch failed");
+  // The same counter without the stream hold (LaunchOptions::cpu_stream_hold = 0): each
+  // look at the input ring is taken as soon as the last batch is done.
+  auto counter_no_hold = runtime->launch(
+      "bench.counter", rk::LaunchOptions{.block_size = 1, .input_queue_capacity = 4096, .kernel_id = "counter_no_hold",
+                                         .cpu_stream_hold = rk::Duration::zero()});
+  if (!echo || !counter || !counter_no_hold || !pinger || !ponger || !volley_pinger || !volley_ponger)
+    rkbench::fail("launch failed");
   if (!runtime->connect(*pinger, *ponger) || !runtime->connect(*ponger, *pinger)) rkbench::fail("connect failed");
   if (!runtime->connect(*volley_pinger, *volley_ponger) || !runtime->connect(*volley_ponger, *volley_pinger))
     rkbench::fail("connect failed");
@@ -365,6 +371,8 @@ int main(int argc, char** argv) {
                  rk_ping_pong(*echo, 0, idle_rounds, us));
     keep_rate("count.rk_batch", "ringkernel send_batch(256) + take", rk_count(*counter, c, true));
     keep_rate("count.rk_single", "ringkernel send x N + take", rk_count(*counter, c, false));
+    keep_rate("count.rk_single_no_hold", "ringkernel send x N + take, no stream hold (cpu_stream_hold = 0)",
+              rk_count(*counter_no_hold, c, false));
 
     for (const CafConfig& conf : caf_configs) {
       caf::actor_system_config cfg;
@@ -440,6 +448,13 @@ int main(int argc, char** argv) {
     }
   }
   const Figures& caf_count = results[best("count.caf_", &Figures::rate, false)];
+  {  // the stream hold against none, same process, paired per repetition
+    const Figures& held = results["count.rk_single"];
+    const Figures& none = results["count.rk_single_no_hold"];
+    rkbench::summary("count.stream_hold", rkbench::spread_of(held.rate).median * 1e-6,
+                     rkbench::spread_of(none.rate).median * 1e-6, rkbench::paired_ratio(held.rate, none.rate), "Mmsg/s",
+                     none.label);
+  }
   for (const char* key : {"count.rk_batch", "count.rk_single"}) {
     const Figures& ours = results[key];
     rkbench::summary(key, rkbench::spread_of(ours.rate).median * 1e-6, rkbench::spread_of(caf_count.rate).median * 1e-6,

@@ -84,6 +84,12 @@ struct LaunchOptions {
   /// worker (a pull loop, a retry on a full route to it) never returns: it holds the thread.
   /// GPU backends ignore it.
   std::string cpu_worker;
+  /// CPU backend: once the host sends a stream (messages found in consecutive looks at the
+  /// input ring, none filling a batch), the kernel waits this long before it looks again,
+  /// so that the messages sent meanwhile cost one transfer of the ring's tail between the
+  /// two cores rather than one each. A message that is not part of a stream is not held;
+  /// a streamed one may wait up to this long. 0: never hold. GPU backends ignore it.
+  Duration cpu_stream_hold = std::chrono::microseconds(1);
 };
 
 /// Unique kernel identifier (the name given at launch).

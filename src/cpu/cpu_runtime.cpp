@@ -5,6 +5,7 @@
 // doorbell, so dozens of kernels cost nothing while idle.
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -189,6 +190,12 @@ class CpuKernel final : public KernelBackend {
   std::array<std::uint32_t, kBatch> sources_{};
   std::uint32_t acked_ = 0;
   std::uint64_t beats_ = 0;
+  // A stream from the host: input found in consecutive looks at the ring. The next look
+  // then waits until hold_until_, so that the host's next messages gather behind one
+  // transfer of the tail's cache line instead of one transfer each (step()).
+  std::uint32_t host_streak_ = 0;
+  bool holding_ = false;
+  std::chrono::steady_clock::time_point hold_until_{};
   // The figures the host reads (telemetry, the control block's counters and heartbeat) are
   // written every 32 batches and when the kernel goes idle, not after every batch: they
   // share a cache line with has_terminated, which every host send reads, so writing them
@@ -592,8 +599,16 @@ Step CpuKernel::step() noexcept {
     worked = true;
   }
   if (!active) return worked ? Step::Worked : Step::Idle;
-  // Host input.
-  if (const std::uint32_t n = in_.available(kBatch); n != 0) {
+  // Host input. Every look at the ring whose cached tail is used up reads the producer's
+  // tail, and the host's next store to it must take the line back: with one message per
+  // look, a stream moves that line between the two cores twice per message, which a VM
+  // whose vCPUs are far apart (a line round trip of 0.5-0.8 µs) turns into the limit. So
+  // once messages came in consecutive looks (a stream), and the last look did not fill a
+  // batch, the next look waits LaunchOptions::cpu_stream_hold (1 µs): the messages sent
+  // meanwhile come with one transfer. A message that is not part of a stream is not held.
+  const bool held = holding_ && std::chrono::steady_clock::now() < hold_until_;
+  const bool after_hold = holding_ && !held;
+  if (const std::uint32_t n = held ? 0 : in_.available(kBatch); n != 0) {
     for (std::uint32_t i = 0; i < n; ++i) {
       slots_[i] = in_.slot(i);
       sources_[i] = 0;
@@ -601,6 +616,14 @@ Step CpuKernel::step() noexcept {
     program_->process(exec, CpuBatch{slots_.data(), sources_.data(), n});
     in_.release(n);
     worked = true;
+    // One message after a hold is no stream: the hold itself made the look come late (a
+    // caller waiting for each response would otherwise be held on every call).
+    host_streak_ = after_hold && n == 1 ? 1 : host_streak_ + 1;
+    holding_ = host_streak_ >= 2 && n < kBatch && core_.options.cpu_stream_hold.count() > 0;
+    if (holding_) hold_until_ = std::chrono::steady_clock::now() + core_.options.cpu_stream_hold;
+  } else if (!held) {
+    host_streak_ = 0;
+    holding_ = false;
   }
   // K2K input delivered to the handler.
   if (!pull_mode_) {
@@ -628,7 +651,7 @@ Step CpuKernel::step() noexcept {
     }
     return Step::Worked;
   }
-  if (dirty_) {  // going idle: the host sees current figures
+  if (dirty_ && !held) {  // going idle (not a hold): the host sees current figures
     publish_telemetry();
     store_relaxed(&c->heartbeat, beats_);
     batches_since_publish_ = 0;

@@ -204,3 +204,28 @@ TEST(CpuWorkers, a_host_thread_sharing_the_kernels_cpu_does_not_spin_it_out) {
   }
   ASSERT_EQ(sched_setaffinity(0, sizeof before, &before), 0);
 }
+
+TEST(CpuStreamHold, a_held_stream_arrives_whole_and_in_order_and_a_request_alone_is_not_held) {
+  // A long hold makes any wrongly held message visible: each would cost 100 ms.
+  RingKernel rt = RingKernel::builder().backend(Backend::Cpu).build().value();
+  LaunchOptions o = on("", "held");
+  o.input_queue_capacity = 4096;
+  o.output_queue_capacity = 4096;
+  o.cpu_stream_hold = 100ms;
+  KernelHandle k = rt.launch("wtest.who", o).value();
+  constexpr std::uint64_t kStream = 3000;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (std::uint64_t i = 0; i < kStream; ++i) ASSERT_TRUE(k.send(wtest::Who{i, 0}).ok());
+  for (std::uint64_t i = 0; i < kStream; ++i) {
+    auto r = k.receive<wtest::Tag>(5s);
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    ASSERT_EQ(r->seq, i);
+  }
+  // Held for at most a few holds: the stream comes in batches, and a full one is not held.
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  // Request / response is not a stream: the next request only comes after the response.
+  constexpr int kCalls = 50;
+  const auto t1 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kCalls; ++i) ASSERT_NE(thread_of(k, kStream + static_cast<std::uint64_t>(i)), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, 2500ms) << "request/response calls were held";
+}
