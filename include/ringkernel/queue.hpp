@@ -46,8 +46,14 @@ struct alignas(kIndexAlign) RingIndices {
   std::uint64_t tail;             ///< next position to write; published with release
   std::uint64_t dropped;          ///< messages the producer discarded under a drop policy
   std::uint32_t producer_closed;  ///< 1 = the producer will write no more
-  std::uint32_t reserved0;
-  std::uint64_t claim;            ///< multi-producer rings on a device: next position to claim
+  /// A CUDA kernel's input ring: bumped by the host (release) after it changed a word the
+  /// kernel polls (ControlBlock::is_active / should_terminate, the K2K route counts). The
+  /// kernel's poller loads it with the tail, so it reads those words only when it moved.
+  std::uint32_t control_epoch;
+  union {
+    std::uint64_t claim;    ///< multi-producer rings on a device: next position to claim
+    std::uint64_t command;  ///< a CUDA actor pool's input ring: the host's actor command (ActorMailbox)
+  };
   /// The express copy of the newest message (namespace express below); unused by most rings.
   std::uint64_t express[(kIndexAlign - 32) / 8];
   // -- consumer line --
@@ -60,7 +66,9 @@ static_assert(sizeof(RingIndices) == 2 * kIndexAlign);
 static_assert(offsetof(RingIndices, tail) == 0);
 static_assert(offsetof(RingIndices, dropped) == 8);
 static_assert(offsetof(RingIndices, producer_closed) == 16);
+static_assert(offsetof(RingIndices, control_epoch) == 20);
 static_assert(offsetof(RingIndices, claim) == 24);
+static_assert(offsetof(RingIndices, command) == 24);
 static_assert(offsetof(RingIndices, express) == 32);
 static_assert(offsetof(RingIndices, head) == kIndexAlign);
 static_assert(offsetof(RingIndices, max_depth) == kIndexAlign + 8);

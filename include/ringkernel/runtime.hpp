@@ -283,6 +283,9 @@ class KernelBackend {
     (void)seq;
     return true;
   }
+  /// Called after the host changed a ControlBlock word the kernel polls (is_active,
+  /// should_terminate), so a backend that reads those words only on a signal learns of it.
+  virtual void control_changed() noexcept {}
 };
 
 class RuntimeCore;

@@ -643,6 +643,7 @@ Result<void> KernelHandle::activate() {
   if (load_acquire(&core_->control->has_terminated) != 0) return core_->dead_error();
   store_release(&core_->control->host_generation, core_->control->host_generation + 1);
   store_release(&core_->control->is_active, 1u);  // read by the kernel loop's acquire
+  core_->impl->control_changed();
   if (core_->kernel_doorbell) core_->kernel_doorbell->wake();
   core_->state.store(KernelState::Active);
   return {};
@@ -656,6 +657,7 @@ Result<void> KernelHandle::deactivate() {
                                               to_string(s) + " (allowed from active)");
   store_release(&core_->control->host_generation, core_->control->host_generation + 1);
   store_release(&core_->control->is_active, 0u);
+  core_->impl->control_changed();
   if (core_->kernel_doorbell) core_->kernel_doorbell->wake();
   // Wait until the loop has acknowledged: afterwards no message is being processed.
   const auto deadline = std::chrono::steady_clock::now() + kDefaultTimeout;

@@ -370,6 +370,11 @@ class CudaKernel final : public KernelBackend {
   Result<void> check_health() override;
   Result<std::uint64_t> post_actor_command(ActorOp op, std::uint32_t index) override;
   bool actor_command_done(std::uint64_t seq) const noexcept override { return load_acquire(&mailbox_->ack) >= seq; }
+  /// Bumps the control epoch on the input ring's producer line: the poller loads it with
+  /// the tail every round and reads the control words and route counts when it moved.
+  void control_changed() noexcept override {
+    std::atomic_ref<std::uint32_t>(core_.input.indices->control_epoch).fetch_add(1, std::memory_order_release);
+  }
   void k2k_counters(std::uint64_t& dead, std::uint64_t& rejected) const noexcept override {
     dead = load_relaxed(&counters_->dead_letters);
     rejected = load_relaxed(&counters_->tenant_rejections);
@@ -771,6 +776,7 @@ Result<void> CudaKernel::start() {
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       store_release(&core_.control->should_terminate, 1u);
+      control_changed();
       return Error(ErrorCode::LaunchFailed, "kernel '" + core_.id.value +
                                                 "' did not start within 5 s: the GPU has no room next to the persistent "
                                                 "kernels already running");
@@ -811,8 +817,8 @@ Result<void> CudaKernel::check_health() {
 Result<std::uint64_t> CudaKernel::post_actor_command(ActorOp op, std::uint32_t index) {
   if (!running_) return core_.dead_error();
   const std::uint64_t seq = ++actor_seq_;
-  // The poller warp loads this word next to the input tail; the leader acknowledges.
-  store_release(&mailbox_->command, seq << 32 | std::uint64_t{static_cast<std::uint32_t>(op)} << 24 | index);
+  // On the input tail's line: the poller warp loads it with the tail; the leader acknowledges.
+  store_release(&core_.input.indices->command, seq << 32 | std::uint64_t{static_cast<std::uint32_t>(op)} << 24 | index);
   return seq;
 }
 
@@ -844,6 +850,7 @@ Result<void> CudaKernel::wait_stream(Duration timeout) {
 Result<void> CudaKernel::stop(Duration timeout) {
   if (!running_) return fault_ != cudaSuccess ? check_health() : Result<void>{};
   store_release(&core_.control->should_terminate, 1u);  // the poller warp acquires it
+  control_changed();
   return wait_stream(timeout);
 }
 
@@ -878,6 +885,8 @@ Result<void> CudaRuntime::connect(KernelCore& from, KernelCore& to) {
   tr->in[ic] = RouteEntry{from.slot, 0, view};
   store_release(&fr->out_count, oc + 1);
   store_release(&tr->in_count, ic + 1);
+  f->control_changed();
+  t->control_changed();
   t->inbound_rings.push_back(view.indices);
   routes_lock.unlock();
   // Wait until both kernels have taken the route into their caches: a message sent after
@@ -951,6 +960,7 @@ std::optional<RingView> CudaRuntime::inbox_for(KernelCore& core, CudaKernel& k) 
     if (ic >= kDeviceMaxRoutes) return std::nullopt;  // no inbound route left: the broker delivers
     tr->in[ic] = RouteEntry{kPublishInboxPeer, 0, view};
     store_release(&tr->in_count, ic + 1);  // the kernel's poller picks it up
+    k.control_changed();
     k.inbound_rings.push_back(view.indices);
   }
   inboxes_.emplace(&core, view);

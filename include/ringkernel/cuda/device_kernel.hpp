@@ -91,14 +91,13 @@ struct DeviceTopicTable {
 /// 0, as for a publish the broker delivers).
 inline constexpr std::uint32_t kPublishInboxPeer = ~0u;
 
-/// Actor pool commands (mapped memory): the host writes `command` (seq << 32 | op << 24 |
-/// index) with a release store; the poller warp loads it next to the input tail (one round
-/// trip for both), the block carries it out, and the leader stores seq into `ack`.
+/// Actor pool commands: the host writes the command (seq << 32 | op << 24 | index) into
+/// the input ring's producer line (RingIndices::command) with a release store; the poller
+/// warp loads it with the tail (one load of one line), the block carries it out, and the
+/// leader stores seq into `ack` (mapped memory, its own line).
 struct alignas(128) ActorMailbox {
-  std::uint64_t command;
-  std::uint8_t pad0[56];
   std::uint64_t ack;
-  std::uint8_t pad1[56];
+  std::uint8_t pad[120];
 };
 
 /// Device-memory words the kernel updates with device-scope atomics.

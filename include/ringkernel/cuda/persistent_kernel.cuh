@@ -55,52 +55,48 @@ __device__ inline std::uint64_t shared_relaxed(const std::uint64_t* p) {
   return atomicAdd(reinterpret_cast<unsigned long long*>(const_cast<std::uint64_t*>(p)), 0ull);
 }
 
-/// The poller warp's loop (lane 0 of block 0). Every iteration is one acquire load of the
-/// input tail (one PCIe round trip); the control words and route counts, which change
-/// rarely, are read every 16th iteration, issued ahead of the tail's load so that they
-/// share its round trip.
+/// The poller warp's loop (lane 0 of block 0). Every iteration is one load of the input
+/// ring's producer line (one PCIe round trip): the tail (acquire), the control epoch, the
+/// actor command and, with the express line on, the message words. Loads of other lines in
+/// mapped memory queue behind it, so the control words and route counts are read only in
+/// the round after the host bumped the control epoch (RingIndices::control_epoch).
 __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
-  // Lane 0 does the polling and the bookkeeping. With the express line on, the whole
-  // warp runs the loop: the other lanes join the load of the input ring's producer line.
+  // Lane 0 keeps the books; lane k loads word k of the line, all in one load instruction
+  // (the whole warp with the express line on, lanes 0-3 without).
   const unsigned lane = threadIdx.x & 31u;
   ControlBlock* c = dk->control;
   const RingIndices* in = dk->input.indices;
+  const auto* line = reinterpret_cast<const std::uint64_t*>(in);
   std::uint64_t last_tail = 0, beats = 0, last_cmd = 0;
-  std::uint32_t last_oc = 0, last_ic = 0, idle = 0;
-  const ActorMailbox* mailbox = dk->actor_slots != 0 ? dk->actor_mailbox : nullptr;
+  std::uint32_t last_oc = 0, last_ic = 0, idle = 0, last_epoch = 0;
+  const bool pool = dk->actor_slots != 0;
+  // Words of the producer line: 2 holds the control epoch (upper half), 3 the actor command.
+  constexpr std::uint32_t kEpochWord = offsetof(RingIndices, control_epoch) / 8;
+  constexpr std::uint32_t kCommandWord = offsetof(RingIndices, command) / 8;
+  static_assert(offsetof(RingIndices, control_epoch) % 8 == 4 && kCommandWord == kEpochWord + 1);
   // Express line (queue.hpp): data words per message, 0 when off. Lane 4 + k loads its
   // word k, lane 0 the tail: one warp-wide load of one 128-byte line, one PCIe round trip.
   const std::uint32_t xwords = dk->express;
   constexpr std::uint32_t kXLane = offsetof(RingIndices, express) / 8;
   const bool xlane = xwords != 0 && lane >= kXLane && lane < kXLane + xwords;
+  const bool loads = lane == 0 || lane == kEpochWord || (lane == kCommandWord && pool) || xlane;
   std::uint32_t xdone = 0;  // flag of the message last put into bs->xbuf (lane 0)
-  // Without the express line lane 0 polls alone: the other lanes would only hold it back.
-  if (xwords == 0 && lane != 0) return;
-  const unsigned warp = xwords != 0 ? ~0u : 1u;
+  // Without the express line lanes 0-3 poll (the tail, the epoch and the command share the
+  // line's first 32-byte sector: one load instruction, one request; a second load by lane
+  // 0 would be a second request, and the SM's K2K throughput fell by a third with it).
+  if (xwords == 0 && lane > kCommandWord) return;
+  const unsigned warp = xwords != 0 ? ~0u : (2u << kCommandWord) - 1u;
   for (;;) {
     const std::uint32_t leave = __shfl_sync(warp, lane == 0 ? shared_relaxed(&bs->exit) : 0u, 0);
     if (leave != 0) break;
-    // Every 16th poll also reads the control words and the route counts. All these loads
-    // are relaxed and issued before the tail's acquire, so they cross PCIe together with it
-    // (one round trip, not one per word; an acquire orders only what comes after it).
-    const bool control = (beats & 15u) == 0;
-    std::uint32_t active = 0, terminate = 0, oc = 0, ic = 0;
-    std::uint64_t cmd = 0;
-    if (lane == 0) {
-      if (control) {
-        active = *reinterpret_cast<volatile std::uint32_t*>(&c->is_active);
-        terminate = *reinterpret_cast<volatile std::uint32_t*>(&c->should_terminate);
-        oc = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->out_count);
-        ic = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->in_count);
-      }
-      // Actor pools: the command word goes with them.
-      if (mailbox) cmd = load_relaxed<Scope::System>(&mailbox->command);
-    }
     // Pairs with the host's release store of tail (RingProducer::publish): the slots it
     // published are visible to whoever this thread hands the tail to below. The express
-    // lanes' words need no order: each 8-byte word vouches for itself (its flag).
+    // lanes' words need no order: each 8-byte word vouches for itself (its flag). The
+    // epoch and the command are taken relaxed (the epoch is acquired again on a change).
     std::uint64_t word = 0;
-    if (lane == 0 || xlane) word = load_acquire<Scope::System>(reinterpret_cast<const std::uint64_t*>(in) + lane);
+    if (loads) word = load_acquire<Scope::System>(line + lane);
+    const std::uint64_t epoch_word = __shfl_sync(warp, word, kEpochWord);
+    const std::uint64_t command = __shfl_sync(warp, word, kCommandWord);
     if (xwords != 0) {
       // The message at last_tail (the next one the kernel takes), complete in the line:
       // its words go to warp 0 before the tail that announces it (below), so the slot need
@@ -121,7 +117,18 @@ __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
     }
     if (lane != 0) continue;
     const std::uint64_t tail = word;
+    // The first round, and a round after the host changed a control word: acquire the epoch
+    // (pairs with the host's release bump; this thread's own load), then read the words.
+    const bool control = beats == 0 || static_cast<std::uint32_t>(epoch_word >> 32) != last_epoch;
     if (control) {
+      asm volatile("ld.acquire.sys.global.u32 %0, [%1];"
+                   : "=r"(last_epoch)
+                   : "l"(__cvta_generic_to_global(&in->control_epoch))
+                   : "memory");
+      const std::uint32_t active = *reinterpret_cast<volatile std::uint32_t*>(&c->is_active);
+      const std::uint32_t terminate = *reinterpret_cast<volatile std::uint32_t*>(&c->should_terminate);
+      const std::uint32_t oc = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->out_count);
+      const std::uint32_t ic = *reinterpret_cast<volatile std::uint32_t*>(&dk->routes->in_count);
       store_release<Scope::Block>(&bs->active, active);
       store_release<Scope::Block>(&bs->terminate, terminate);
       if (oc != last_oc || ic != last_ic) {
@@ -132,9 +139,10 @@ __device__ inline void poller_loop(const DeviceKernel* dk, BlockShared* bs) {
         last_oc = oc;
         last_ic = ic;
       }
-      if ((beats & 1023u) == 0) store_relaxed(&c->heartbeat, beats);
     }
+    if ((beats & 1023u) == 0) store_relaxed(&c->heartbeat, beats);
     ++beats;
+    const std::uint64_t cmd = pool ? command : 0;
     if (cmd != last_cmd) {
       store_release<Scope::Block>(&bs->actor_cmd, cmd);  // pairs with the leader's acquire
       last_cmd = cmd;
