@@ -99,11 +99,11 @@ struct StencilRun {
   std::uint64_t a, b;  ///< device addresses of the two grids (GpuBuffers); `a` holds the state
   std::uint32_t nx, ny;
   std::uint32_t steps;
-  std::uint32_t kind;  ///< 0: Conway's life (uint32 cells, periodic); 1: heat (float, fixed border)
+  std::uint32_t kind;  ///< 0: Conway's life (uint32 cells, periodic); 1: heat (float, fixed border); 2: Sum7
   float alpha;         ///< heat: diffusion coefficient
-  std::uint32_t reserved;
+  std::uint32_t nz;    ///< Sum7: depth of the 3-D grid (the others are planes)
 };
-RK_MESSAGE(StencilRun, "test.StencilRun", a, b, nx, ny, steps, kind, alpha, reserved);
+RK_MESSAGE(StencilRun, "test.StencilRun", a, b, nx, ny, steps, kind, alpha, nz);
 
 struct Life {
   RK_HOST_DEVICE std::uint32_t operator()(const stencil::GridPos<std::uint32_t>& p) const {
@@ -121,18 +121,26 @@ struct Heat {
   }
 };
 
+/// 3-D, clamped edges: the cell plus its six neighbours, kept to 16 bits.
+struct Sum7 {
+  RK_HOST_DEVICE std::uint32_t operator()(const stencil::GridPos<std::uint32_t>& p) const {
+    return (p.center() + p.west() + p.east() + p.north() + p.south() + p.below() + p.above()) & 0xffffu;
+  }
+};
+
 /// A simulation actor: runs `steps` stencil steps over grids in device memory with the
 /// whole block; replies with the grid that holds the result (seq 0: a, 1: b).
 struct StencilActor {
   using Request = StencilRun;
   using Response = Reply;
   RK_HOST_DEVICE bool operator()(RingContext& ctx, NoState&, const StencilRun& in, Reply& out) const {
-    const stencil::Extent e{in.nx, in.ny, 1};
+    const stencil::Extent e{in.nx, in.ny, in.kind == 2 ? in.nz : 1u};
     bool first;
-    if (in.kind == 0) {
+    if (in.kind == 0 || in.kind == 2) {
       auto* a = reinterpret_cast<std::uint32_t*>(static_cast<std::uintptr_t>(in.a));
       auto* b = reinterpret_cast<std::uint32_t*>(static_cast<std::uintptr_t>(in.b));
-      first = stencil::run(ctx, a, b, e, stencil::Boundary::Periodic, in.steps, Life{}) == a;
+      first = in.kind == 0 ? stencil::run(ctx, a, b, e, stencil::Boundary::Periodic, in.steps, Life{}) == a
+                           : stencil::run(ctx, a, b, e, stencil::Boundary::Clamp, in.steps, Sum7{}) == a;
     } else {
       auto* a = reinterpret_cast<float*>(static_cast<std::uintptr_t>(in.a));
       auto* b = reinterpret_cast<float*>(static_cast<std::uintptr_t>(in.b));
