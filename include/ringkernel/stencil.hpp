@@ -95,13 +95,17 @@ RK_HOST_DEVICE inline bool on_border(Extent e, std::uint32_t x, std::uint32_t y,
 
 /// Runs `steps` steps of `fn` from `a` (the current state) using `b` as the other buffer,
 /// with every thread of the block (each must call it). Returns the buffer that holds the
-/// result: `a` after an even number of steps, `b` after an odd one.
+/// result: `a` after an even number of steps, `b` after an odd one. `T` is a cell type that
+/// can be default-constructed and copied (a number, a small struct).
 ///
 /// Thread t takes cells t, t + block_dim(), ... It walks them by coordinates: the stride
 /// is split into (sx, sy, sz) once, so the next cell costs additions and two carries
-/// instead of three divisions.
+/// instead of three divisions. It computes kBatch cells before it stores them: `a` and `b`
+/// are distinct buffers, so their loads can be in flight together (a store between them
+/// would make the compiler wait for each load, since it cannot know the buffers apart).
 template <class T, class F>
 RK_HOST_DEVICE T* run(RingContext& ctx, T* a, T* b, Extent e, Boundary boundary, std::uint32_t steps, const F& fn) {
+  constexpr std::uint32_t kBatch = 4;
   const std::uint64_t threads = ctx.block_dim();
   const std::uint64_t plane = std::uint64_t{e.nx} * e.ny;
   const std::uint64_t t = ctx.thread_id();
@@ -114,24 +118,37 @@ RK_HOST_DEVICE T* run(RingContext& ctx, T* a, T* b, Extent e, Boundary boundary,
   T* out = b;
   for (std::uint32_t s = 0; s < steps; ++s) {
     std::uint32_t x = x0, y = y0;
-    std::uint64_t i = t;
-    for (std::uint64_t z = z0; z < e.nz; i += threads) {
-      const auto zz = static_cast<std::uint32_t>(z);
-      if (fixed && on_border(e, x, y, zz))
-        out[i] = in[i];
-      else
-        out[i] = fn(GridPos<T>(in, e, boundary, x, y, zz));
-      x += sx;  // x < nx and sx < nx: at most one carry
-      if (x >= e.nx) {
-        x -= e.nx;
-        ++y;
+    std::uint64_t z = z0, i = t;
+    while (z < e.nz) {
+      T v[kBatch];
+      const std::uint64_t first = i;  // cell j of the batch is first + j * threads
+      std::uint32_t k = 0;
+#ifdef __CUDA_ARCH__
+#pragma unroll
+#endif
+      for (std::uint32_t j = 0; j < kBatch; ++j) {  // unrolled: v stays in registers
+        if (z >= e.nz) break;
+        const auto zz = static_cast<std::uint32_t>(z);
+        v[j] = fixed && on_border(e, x, y, zz) ? in[i] : fn(GridPos<T>(in, e, boundary, x, y, zz));
+        k = j + 1;
+        i += threads;
+        x += sx;  // x < nx and sx < nx: at most one carry
+        if (x >= e.nx) {
+          x -= e.nx;
+          ++y;
+        }
+        y += sy;  // y <= ny and sy < ny: at most one carry
+        if (y >= e.ny) {
+          y -= e.ny;
+          ++z;
+        }
+        z += sz;
       }
-      y += sy;  // y <= ny and sy < ny: at most one carry
-      if (y >= e.ny) {
-        y -= e.ny;
-        ++z;
-      }
-      z += sz;
+#ifdef __CUDA_ARCH__
+#pragma unroll
+#endif
+      for (std::uint32_t j = 0; j < kBatch; ++j)
+        if (j < k) out[first + j * threads] = v[j];
     }
     ctx.sync_threads();  // every cell of this step written before any is read by the next
     T* tmp = in;
