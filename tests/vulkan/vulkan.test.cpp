@@ -70,9 +70,11 @@ TEST(VulkanWire, glsl_structs_have_the_offsets_of_their_cpp_definitions) {
                  RK_FIELD(Envelope, payload_size),
                  Field{"source_kernel_priority_flags", offsetof(Envelope, source_kernel),
                        sizeof(Envelope::source_kernel) + sizeof(Envelope::priority) + sizeof(Envelope::flags)}});
+  // control_epoch (a CUDA kernel's) is an unused word to the shaders, `reserved0` in GLSL.
   expect_layout(refl, "RkRingIndices", sizeof(RingIndices),
                 {RK_FIELD(RingIndices, tail), RK_FIELD(RingIndices, dropped), RK_FIELD(RingIndices, producer_closed),
-                 RK_FIELD(RingIndices, reserved0), RK_FIELD(RingIndices, claim), RK_FIELD(RingIndices, express),
+                 Field{"reserved0", offsetof(RingIndices, control_epoch), sizeof(RingIndices::control_epoch)},
+                 RK_FIELD(RingIndices, claim), RK_FIELD(RingIndices, express),
                  RK_FIELD(RingIndices, head), RK_FIELD(RingIndices, max_depth),
                  RK_FIELD(RingIndices, consumer_closed), RK_FIELD(RingIndices, pad1)});
   expect_layout(refl, "RkControlBlock", sizeof(ControlBlock),
